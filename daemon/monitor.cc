@@ -1,0 +1,224 @@
+#include "monitor.h"
+
+#include <future>
+#include <random>
+
+#include "clock.h"
+
+namespace connwatch {
+
+Monitor::Monitor(Options options, EventLog* log)
+    : options_(std::move(options)),
+      log_(log),
+      loop_(ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV)),
+      resolver_(loop_) {
+  ctx_.loop = loop_;
+  ctx_.resolver = &resolver_;
+  ctx_.log = log_;
+  ctx_.rng.seed(options_.seed ? options_.seed : std::random_device{}());
+  ev_async_init(&async_, &Monitor::AsyncCb);
+  async_.data = this;
+  ev_async_start(loop_, &async_);
+  ev_timer_init(&tick_, &Monitor::TickCb, 0., 1.);
+  tick_.data = this;
+  ev_timer_again(loop_, &tick_);
+  // The loop's own watchers must not keep Run() alive after Stop().
+  last_tick_mono_ = MonoNow();
+}
+
+Monitor::~Monitor() {
+  targets_.clear();
+  if (signals_installed_) {
+    ev_signal_stop(loop_, &sighup_);
+    ev_signal_stop(loop_, &sigterm_);
+    ev_signal_stop(loop_, &sigint_);
+  }
+  ev_async_stop(loop_, &async_);
+  ev_timer_stop(loop_, &tick_);
+}
+
+std::vector<std::string> Monitor::Start() {
+  std::string err = resolver_.Init(options_.dns_servers);
+  if (!err.empty()) return {err};
+  ConfigLoadResult result = LoadConfigFile(options_.config_path);
+  std::vector<std::string> errors;
+  for (const auto& e : result.errors) errors.push_back(e.ToString());
+  if (!errors.empty()) return errors;
+  Apply(*result.config);
+  last_reload_ok_ = true;
+  last_reload_success_unix_ = UnixNow();
+  ready_ = true;
+  log_->Message(LogLevel::kInfo, "config loaded",
+                {{"file", options_.config_path},
+                 {"targets", std::to_string(result.config->targets.size())},
+                 {"files", std::to_string(result.config->files.size())}});
+  return {};
+}
+
+void Monitor::Run() {
+  running_ = true;
+  ev_run(loop_, 0);
+  running_ = false;
+}
+
+void Monitor::Stop() {
+  Post([this] { ShutdownInLoop(); });
+}
+
+void Monitor::ShutdownInLoop() {
+  size_t closed = 0;
+  for (auto& t : targets_) {
+    if (t->up()) ++closed;
+    t->Close("shutdown", false);
+  }
+  targets_.clear();
+  log_->Message(LogLevel::kInfo, "shutting down", {{"connections_closed", std::to_string(closed)}});
+  ev_break(loop_, EVBREAK_ALL);
+}
+
+void Monitor::InstallSignalHandlers() {
+  ev_signal_init(&sighup_, &Monitor::SignalCb, SIGHUP);
+  ev_signal_init(&sigterm_, &Monitor::SignalCb, SIGTERM);
+  ev_signal_init(&sigint_, &Monitor::SignalCb, SIGINT);
+  sighup_.data = sigterm_.data = sigint_.data = this;
+  ev_signal_start(loop_, &sighup_);
+  ev_signal_start(loop_, &sigterm_);
+  ev_signal_start(loop_, &sigint_);
+  signals_installed_ = true;
+}
+
+void Monitor::SignalCb(struct ev_loop* /*loop*/, ev_signal* w, int /*revents*/) {
+  auto* self = static_cast<Monitor*>(w->data);
+  if (w->signum == SIGHUP) {
+    self->log_->Message(LogLevel::kInfo, "reloading on SIGHUP");
+    self->ReloadInLoop();
+  } else {
+    self->log_->Message(LogLevel::kInfo, "stopping", {{"signal", w->signum == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    self->ShutdownInLoop();
+  }
+}
+
+void Monitor::Post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    tasks_.push_back(std::move(task));
+  }
+  ev_async_send(loop_, &async_);
+}
+
+void Monitor::AsyncCb(struct ev_loop* /*loop*/, ev_async* w, int /*revents*/) {
+  auto* self = static_cast<Monitor*>(w->data);
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard<std::mutex> lock(self->tasks_mu_);
+    tasks.swap(self->tasks_);
+  }
+  for (auto& task : tasks) task();
+}
+
+void Monitor::TickCb(struct ev_loop* /*loop*/, ev_timer* w, int /*revents*/) {
+  static_cast<Monitor*>(w->data)->last_tick_mono_ = MonoNow();
+}
+
+bool Monitor::Healthy() {
+  // The tick timer runs every second; three missed ticks mean a stuck loop.
+  return running_.load() && MonoNow() - last_tick_mono_.load() < 3.0;
+}
+
+std::shared_ptr<const Snapshot> Monitor::GetSnapshot() {
+  if (!running_.load()) return nullptr;
+  auto promise = std::make_shared<std::promise<std::shared_ptr<const Snapshot>>>();
+  auto future = promise->get_future();
+  Post([this, promise] { promise->set_value(MakeSnapshot()); });
+  if (future.wait_for(std::chrono::seconds(5)) != std::future_status::ready) return nullptr;
+  return future.get();
+}
+
+std::vector<std::string> Monitor::Reload() {
+  if (!running_.load()) return {"the event loop is not running"};
+  auto promise = std::make_shared<std::promise<std::vector<std::string>>>();
+  auto future = promise->get_future();
+  Post([this, promise] { promise->set_value(ReloadInLoop()); });
+  if (future.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    return {"reload did not finish within 60s"};
+  }
+  return future.get();
+}
+
+std::vector<std::string> Monitor::ReloadInLoop() {
+  if (reload_hook_) reload_hook_(true);
+  ConfigLoadResult result = LoadConfigFile(options_.config_path);
+  std::vector<std::string> errors;
+  for (const auto& e : result.errors) errors.push_back(e.ToString());
+  if (!errors.empty()) {
+    last_reload_ok_ = false;
+    for (const auto& e : errors) log_->Message(LogLevel::kError, "config error", {{"error", e}});
+    log_->Message(LogLevel::kError, "reload failed; the previous config keeps running",
+                  {{"errors", std::to_string(errors.size())}});
+  } else {
+    Apply(*result.config);
+    last_reload_ok_ = true;
+    last_reload_success_unix_ = UnixNow();
+    log_->Message(LogLevel::kInfo, "config reloaded",
+                  {{"targets", std::to_string(targets_.size())}});
+  }
+  if (reload_hook_) reload_hook_(false);
+  return errors;
+}
+
+void Monitor::Apply(const Config& config) {
+  std::unordered_map<std::string, std::unique_ptr<Target>> old;
+  old.reserve(targets_.size());
+  for (auto& t : targets_) {
+    std::string name = t->config().name;
+    old.emplace(std::move(name), std::move(t));
+  }
+  targets_.clear();
+  targets_.reserve(config.targets.size());
+  size_t kept = 0, changed = 0, added = 0;
+  for (const auto& cfg : config.targets) {
+    auto it = old.find(cfg->name);
+    if (it != old.end() && it->second->config() == *cfg) {
+      it->second->set_config(cfg);
+      targets_.push_back(std::move(it->second));
+      old.erase(it);
+      ++kept;
+      continue;
+    }
+    auto target = std::make_unique<Target>(&ctx_, cfg);
+    if (it != old.end()) {
+      it->second->Close("config changed", true);
+      target->InheritCounters(*it->second);
+      old.erase(it);
+      ++changed;
+    } else {
+      ++added;
+    }
+    target->Start();
+    targets_.push_back(std::move(target));
+  }
+  for (auto& [name, target] : old) target->Close("removed from config", true);
+  const size_t removed = old.size();
+  old.clear();
+  log_->Message(LogLevel::kInfo, "targets applied",
+                {{"kept", std::to_string(kept)},
+                 {"changed", std::to_string(changed)},
+                 {"added", std::to_string(added)},
+                 {"removed", std::to_string(removed)}});
+}
+
+std::shared_ptr<const Snapshot> Monitor::MakeSnapshot() const {
+  auto snap = std::make_shared<Snapshot>();
+  snap->taken_unix = UnixNow();
+  snap->targets.resize(targets_.size());
+  for (size_t i = 0; i < targets_.size(); ++i) targets_[i]->FillSnapshot(&snap->targets[i]);
+  snap->targets_by_state = ctx_.targets_by_state;
+  snap->connect_duration = ctx_.connect_duration.Snapshot();
+  snap->connection_lifetime = ctx_.connection_lifetime.Snapshot();
+  snap->config_loaded = ready_.load();
+  snap->last_reload_successful = last_reload_ok_;
+  snap->last_reload_success_unix = last_reload_success_unix_;
+  return snap;
+}
+
+}  // namespace connwatch

@@ -1,0 +1,92 @@
+#pragma once
+// The Monitor owns the event loop and everything it drives: the targets, the
+// resolver, reload and shutdown. Only the loop thread touches targets; other
+// threads talk to it through Post() (an ev_async queue) and get snapshots.
+
+#include <ev.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "config.h"
+#include "event_log.h"
+#include "resolver.h"
+#include "snapshot.h"
+#include "target.h"
+
+namespace connwatch {
+
+class Monitor : public DaemonControl {
+ public:
+  struct Options {
+    std::string config_path;
+    std::string dns_servers;  // overrides resolv.conf when set
+    uint64_t seed = 0;        // 0: random
+  };
+
+  Monitor(Options options, EventLog* log);
+  ~Monitor() override;
+  Monitor(const Monitor&) = delete;
+  Monitor& operator=(const Monitor&) = delete;
+
+  // Loads the config file and schedules its targets. Call once, before Run,
+  // from the thread that will call Run. Returns the errors (empty: started).
+  std::vector<std::string> Start();
+  // Runs the loop until Stop(); closes every connection before returning.
+  void Run();
+  // Any thread: close all connections and make Run return.
+  void Stop();
+  // SIGHUP reloads; SIGTERM and SIGINT stop. For the daemon, not for tests.
+  void InstallSignalHandlers();
+  // Called on the loop thread after each reload attempt (systemd notify hooks in here).
+  void SetReloadHook(std::function<void(bool begin)> hook) { reload_hook_ = std::move(hook); }
+
+  // Any thread: runs `task` on the loop thread.
+  void Post(std::function<void()> task);
+
+  // DaemonControl
+  std::shared_ptr<const Snapshot> GetSnapshot() override;
+  std::vector<std::string> Reload() override;
+  bool Healthy() override;
+  bool Ready() override { return ready_.load(); }
+
+  struct ev_loop* loop() const { return loop_; }
+
+ private:
+  static void AsyncCb(struct ev_loop* loop, ev_async* w, int revents);
+  static void TickCb(struct ev_loop* loop, ev_timer* w, int revents);
+  static void SignalCb(struct ev_loop* loop, ev_signal* w, int revents);
+
+  std::vector<std::string> ReloadInLoop();
+  void Apply(const Config& config);
+  std::shared_ptr<const Snapshot> MakeSnapshot() const;
+  void ShutdownInLoop();
+
+  Options options_;
+  EventLog* log_;
+  struct ev_loop* loop_;
+  Resolver resolver_;
+  LoopContext ctx_;
+  std::vector<std::unique_ptr<Target>> targets_;  // in config order
+
+  ev_async async_;
+  ev_timer tick_;
+  ev_signal sighup_, sigterm_, sigint_;
+  bool signals_installed_ = false;
+  std::mutex tasks_mu_;
+  std::vector<std::function<void()>> tasks_;
+
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> running_{false};
+  std::atomic<double> last_tick_mono_{0};
+  bool last_reload_ok_ = false;
+  double last_reload_success_unix_ = 0;
+  std::function<void(bool)> reload_hook_;
+};
+
+}  // namespace connwatch

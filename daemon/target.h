@@ -1,0 +1,153 @@
+#pragma once
+// One watched target: its state machine, its single socket, its one timer and
+// its counters. Owned by the Monitor and touched only by the event-loop thread.
+//
+// Life: backoff -> resolving -> connecting -> up -> backoff ... Every
+// transition goes through target_state's NextState. While up, the socket is
+// watched for EV_READ (a FIN, RST or error wakes it within the loop's latency)
+// and one timer serves the periodic check and the heartbeat. What a wake-up
+// means is decided by liveness.h; this class only makes the system calls.
+
+#include <ev.h>
+
+#include <array>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "config.h"
+#include "event_log.h"
+#include "histogram.h"
+#include "liveness.h"
+#include "resolver.h"
+#include "snapshot.h"
+#include "target_state.h"
+
+namespace re2 {
+class RE2;
+}
+
+namespace connwatch {
+
+// What all targets share: the loop and its services. Owned by the Monitor.
+struct LoopContext {
+  struct ev_loop* loop = nullptr;
+  Resolver* resolver = nullptr;
+  EventLog* log = nullptr;
+  std::mt19937_64 rng{0};
+  std::vector<char> drain_buffer = std::vector<char>(kDrainChunk);
+  FixedHistogram connect_duration{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                   0.5, 1, 2.5, 5, 10}};
+  FixedHistogram connection_lifetime{
+      {1, 10, 60, 300, 900, 1800, 3600, 10800, 21600, 43200, 86400, 604800}};
+  std::array<uint64_t, kStateCount> targets_by_state{};
+  // Compiled heartbeat regexes shared by every target with the same pattern.
+  std::unordered_map<std::string, std::shared_ptr<const re2::RE2>> regex_cache;
+
+  static constexpr size_t kDrainChunk = 16 * 1024;
+  static constexpr int kMaxReadsPerWakeup = 4;  // at most 64 KiB per target per wake-up
+
+  double Uniform01() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }
+  std::shared_ptr<const re2::RE2> Regex(const std::string& pattern);
+};
+
+class Target {
+ public:
+  Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config);
+  ~Target();  // closes the socket silently; call Close() first to log it.
+  Target(const Target&) = delete;
+  Target& operator=(const Target&) = delete;
+
+  // Schedules the first attempt after U[0, startup_jitter).
+  void Start();
+  // A close we make ourselves (reload, shutdown): logged as event "close",
+  // counted nowhere. `log` false skips the line (shutdown logs a summary).
+  void Close(std::string_view why, bool log);
+  // Carries counters over from a target of the same name whose config changed.
+  void InheritCounters(const Target& old);
+  // Swaps in an equal config (same values, new object) on reload.
+  void set_config(std::shared_ptr<const TargetConfig> config) { config_ = std::move(config); }
+
+  const TargetConfig& config() const { return *config_; }
+  TargetState state() const { return state_; }
+  bool up() const { return up_; }
+  void FillSnapshot(TargetSnapshot* out) const;
+
+ private:
+  struct HeartbeatState {
+    std::shared_ptr<const re2::RE2> expect;
+    std::string received;      // bytes since the last send, capped.
+    bool outstanding = false;  // a request was sent and no reply matched yet.
+    double sent_at = 0;        // monotonic
+    double deadline = 0;       // monotonic
+    double next_send = 0;      // monotonic
+    int failures = 0;          // consecutive
+    bool has_rtt = false;
+    double last_rtt = 0;
+  };
+  static constexpr size_t kHeartbeatBufferCap = 4096;
+
+  static void IoCb(struct ev_loop* loop, ev_io* w, int revents);
+  static void TimerCb(struct ev_loop* loop, ev_timer* w, int revents);
+
+  void Transition(TargetEvent event);
+  void ArmTimerAt(double mono_deadline);
+  void BeginAttempt();
+  void OnResolved(const std::string& status, std::vector<ResolvedAddress> addresses);
+  void BeginConnect();
+  void OnConnectWritable();
+  void OnConnected();
+  void ConnectFailed(Reason reason, int err, std::string detail);
+  void ScheduleBackoff();
+
+  // Up state. Each returns false when the connection died (and was handled).
+  bool ReadAvailable();
+  bool Check();
+  bool SendHeartbeat(double now);
+  bool HeartbeatDeadlinePassed();
+  void OnHeartbeatBytes(const char* data, size_t len, double now);
+  void ArmUpTimer();
+  void Die(const Verdict& verdict, const TcpSample& at_death, std::string detail);
+
+  void CloseSocket(bool reset);
+  Event MakeEvent(std::string kind, LogLevel level) const;
+
+  LoopContext* ctx_;
+  std::shared_ptr<const TargetConfig> config_;
+  ev_io io_;
+  ev_timer timer_;
+  int fd_ = -1;
+  TargetState state_ = TargetState::kBackoff;
+  bool up_ = false;
+  uint32_t attempt_ = 0;  // consecutive failed attempts, the backoff exponent
+  std::unique_ptr<Resolver::Request> resolve_;
+  ResolvedAddress address_;  // current/last resolved address
+  bool has_address_ = false;
+
+  double connect_started_ = 0;  // monotonic
+  double up_since_ = 0;         // monotonic
+  double next_check_ = 0;       // monotonic
+  double last_change_unix_ = 0;
+  TcpSample last_sample_;       // last TCP_INFO of the current connection
+
+  uint64_t connects_ = 0;
+  std::array<uint64_t, kReasonCount> connect_failures_{};
+  std::array<uint64_t, kReasonCount> disconnects_{};
+  uint64_t retransmits_closed_ = 0;  // total_retrans of connections already closed
+  bool has_rtt_ = false;
+
+  bool has_last_event_ = false;
+  uint8_t last_event_kind_ = 0;  // index into kEventKinds
+  Reason last_reason_ = Reason::kError;
+  int last_errno_ = 0;
+  double last_event_unix_ = 0;
+
+  std::unique_ptr<HeartbeatState> heartbeat_;
+};
+
+// TCP_INFO of `fd` (one system call).
+TcpSample ReadTcpInfo(int fd);
+
+}  // namespace connwatch
