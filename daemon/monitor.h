@@ -67,8 +67,15 @@ class Monitor : public DaemonControl {
   std::shared_ptr<const Snapshot> MakeSnapshot() const;
   void ShutdownInLoop();
 
+  // Destroys the loop after every watcher on it (declared before them).
+  struct LoopOwner {
+    struct ev_loop* loop;
+    ~LoopOwner() { ev_loop_destroy(loop); }
+  };
+
   Options options_;
   EventLog* log_;
+  LoopOwner loop_owner_;
   struct ev_loop* loop_;
   Resolver resolver_;
   LoopContext ctx_;
