@@ -10,7 +10,7 @@ namespace connwatch {
 Monitor::Monitor(Options options, EventLog* log)
     : options_(std::move(options)),
       log_(log),
-      loop_owner_{ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV)},
+      loop_owner_{ev_loop_new(static_cast<unsigned>(EVBACKEND_EPOLL) | static_cast<unsigned>(EVFLAG_NOENV))},
       loop_(loop_owner_.loop),
       resolver_(loop_) {
   ctx_.loop = loop_;

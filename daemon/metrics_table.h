@@ -1,0 +1,134 @@
+#pragma once
+// The one table of every metric connwatchd exports: name, type, help and label
+// names, like Envoy's ALL_HEALTH_CHECKER_STATS. The exposition (metrics_view)
+// builds its families from this table and docs/METRICS.md is generated from it
+// (a test fails when the file drifts). Constant data; any thread.
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace connwatch {
+
+// One entry per row of kMetrics, in the same order (checked at compile time).
+enum class MetricId : uint8_t {
+  kTargetUp,
+  kTargetInfo,
+  kTargetConnects,
+  kTargetConnectFailures,
+  kTargetDisconnects,
+  kTargetLastChange,
+  kTargetRtt,
+  kTargetRetransmits,
+  kTargetHeartbeatDuration,
+  kTargets,
+  kConnectDuration,
+  kConnectionLifetime,
+  kConfigLastReloadSuccessful,
+  kConfigLastReloadSuccessTimestamp,
+  kBuildInfo,
+  kProcessCpuSeconds,
+  kProcessResidentMemory,
+  kProcessVirtualMemory,
+  kProcessOpenFds,
+  kProcessMaxFds,
+  kProcessStartTime,
+  kCount
+};
+inline constexpr size_t kMetricCount = static_cast<size_t>(MetricId::kCount);
+
+enum class MetricKind : uint8_t { kCounter, kGauge, kHistogram };
+
+inline constexpr size_t kMaxFixedLabels = 2;
+
+struct MetricDef {
+  MetricId id;
+  std::string_view name;
+  MetricKind kind;
+  // Fixed label names in exposition order; unused slots are empty.
+  std::array<std::string_view, kMaxFixedLabels> labels;
+  // The target's user labels (config `labels:`) follow the fixed ones.
+  bool user_labels;
+  std::string_view help;  // one line, no backslash (written verbatim).
+
+  size_t label_count() const {
+    size_t n = 0;
+    while (n < kMaxFixedLabels && !labels[n].empty()) ++n;
+    return n;
+  }
+};
+
+// clang-format off
+inline constexpr std::array<MetricDef, kMetricCount> kMetrics = {{
+    {MetricId::kTargetUp, "connwatch_target_up", MetricKind::kGauge, {"target"}, false,
+     "1 while the connection to the target is established and passes its checks, else 0."},
+    {MetricId::kTargetInfo, "connwatch_target_info", MetricKind::kGauge, {"target", "address"}, true,
+     "Always 1; carries the configured address and the user labels of the target."},
+    {MetricId::kTargetConnects, "connwatch_target_connects_total", MetricKind::kCounter, {"target"}, false,
+     "Connections to the target that were established."},
+    {MetricId::kTargetConnectFailures, "connwatch_target_connect_failures_total", MetricKind::kCounter,
+     {"target", "reason"}, false,
+     "Connection attempts that failed, by reason. A series appears once its reason has happened."},
+    {MetricId::kTargetDisconnects, "connwatch_target_disconnects_total", MetricKind::kCounter,
+     {"target", "reason"}, false,
+     "Established connections that ended, by reason. A series appears once its reason has happened."},
+    {MetricId::kTargetLastChange, "connwatch_target_last_change_timestamp_seconds", MetricKind::kGauge,
+     {"target"}, false,
+     "Unix time of the last up/down change of the target (daemon start when never up)."},
+    {MetricId::kTargetRtt, "connwatch_target_rtt_seconds", MetricKind::kGauge, {"target"}, false,
+     "Smoothed round-trip time of the current or last connection, from TCP_INFO."},
+    {MetricId::kTargetRetransmits, "connwatch_target_retransmits_total", MetricKind::kCounter, {"target"},
+     false, "TCP segments retransmitted, summed over the connections to the target."},
+    {MetricId::kTargetHeartbeatDuration, "connwatch_target_heartbeat_duration_seconds", MetricKind::kGauge,
+     {"target"}, false,
+     "Round-trip time of the last heartbeat (targets with a heartbeat, once a reply was seen)."},
+    {MetricId::kTargets, "connwatch_targets", MetricKind::kGauge, {"state"}, false,
+     "Configured targets by state (backoff, resolving, connecting, up)."},
+    {MetricId::kConnectDuration, "connwatch_connect_duration_seconds", MetricKind::kHistogram, {}, false,
+     "Time from connect() to an established connection."},
+    {MetricId::kConnectionLifetime, "connwatch_connection_lifetime_seconds", MetricKind::kHistogram, {},
+     false, "How long established connections stayed up before they ended."},
+    {MetricId::kConfigLastReloadSuccessful, "connwatch_config_last_reload_successful",
+     MetricKind::kGauge, {}, false, "1 if the last configuration load or reload succeeded, else 0."},
+    {MetricId::kConfigLastReloadSuccessTimestamp,
+     "connwatch_config_last_reload_success_timestamp_seconds", MetricKind::kGauge, {}, false,
+     "Unix time of the last successful configuration load or reload."},
+    {MetricId::kBuildInfo, "connwatch_build_info", MetricKind::kGauge, {"version", "revision"}, false,
+     "Always 1; carries the version and the source revision connwatchd was built from."},
+    {MetricId::kProcessCpuSeconds, "process_cpu_seconds_total", MetricKind::kCounter, {}, false,
+     "Total user and system CPU time spent in seconds."},
+    {MetricId::kProcessResidentMemory, "process_resident_memory_bytes", MetricKind::kGauge, {}, false,
+     "Resident memory size in bytes."},
+    {MetricId::kProcessVirtualMemory, "process_virtual_memory_bytes", MetricKind::kGauge, {}, false,
+     "Virtual memory size in bytes."},
+    {MetricId::kProcessOpenFds, "process_open_fds", MetricKind::kGauge, {}, false,
+     "Number of open file descriptors."},
+    {MetricId::kProcessMaxFds, "process_max_fds", MetricKind::kGauge, {}, false,
+     "Maximum number of open file descriptors."},
+    {MetricId::kProcessStartTime, "process_start_time_seconds", MetricKind::kGauge, {}, false,
+     "Start time of the process since unix epoch in seconds."},
+}};
+// clang-format on
+
+namespace metrics_table_internal {
+constexpr bool RowsMatchIds() {
+  for (size_t i = 0; i < kMetricCount; ++i) {
+    if (static_cast<size_t>(kMetrics[i].id) != i) return false;
+  }
+  return true;
+}
+}  // namespace metrics_table_internal
+static_assert(metrics_table_internal::RowsMatchIds(), "kMetrics rows must follow MetricId order");
+
+inline const MetricDef& Metric(MetricId id) { return kMetrics[static_cast<size_t>(id)]; }
+
+// "counter" | "gauge" | "histogram" (as in the exposition's # TYPE line).
+std::string_view MetricKindName(MetricKind kind);
+
+// The table as Markdown (header row, separator, one row per metric, each line
+// ending in '\n'); docs/METRICS.md embeds exactly this text.
+std::string MetricsMarkdownTable();
+
+}  // namespace connwatch
