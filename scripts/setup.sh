@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what connwatch needs to build and test (Debian 12 / Ubuntu), then
+# configures and builds it into build/. Installs only what is missing.
+#   scripts/setup.sh            build everything
+# Environment: BUILD_DIR (default build), CMAKE_ARGS (extra cmake flags).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake pkg-config git
+  libev-dev libyaml-cpp-dev prometheus-cpp-dev libcivetweb-dev libc-ares-dev
+  libre2-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
+  prometheus   # for promtool, which checks /metrics in the tests
+  iproute2 procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  # --no-install-recommends keeps the prometheus package from pulling in extras.
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+BUILD_DIR=${BUILD_DIR:-build}
+# shellcheck disable=SC2086
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${CMAKE_ARGS:-} >/dev/null
+cmake --build "$BUILD_DIR" -j"$(nproc)"
+echo "setup: built into $BUILD_DIR/"

@@ -1,0 +1,455 @@
+// Integration tests: the Monitor's event loop against real sockets on
+// loopback (port 0), driven by the in-process TestPeer. Every wait has a
+// deadline and every failure says what was expected and what was seen.
+
+#include "monitor.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include "test_peer.h"
+#include "test_util.h"
+
+namespace connwatch {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::PeerMode;
+using testing::PeerOptions;
+using testing::TempDir;
+using testing::TestPeer;
+using testing::WaitFor;
+
+constexpr milliseconds kDeadline{5000};
+
+// A loopback UDP port nobody listens on: c-ares gets ECONNREFUSED at once, so
+// a name that is not in /etc/hosts fails fast and no query leaves the host.
+std::string ClosedUdpServer() {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+  socklen_t len = sizeof sin;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
+  close(fd);
+  return "127.0.0.1:" + std::to_string(ntohs(sin.sin_port));
+}
+
+// Fast defaults so tests finish quickly; the check interval is long so that
+// only event-driven detection can pass the tight deadlines.
+std::string Defaults(const std::string& extra = "") {
+  return "defaults:\n"
+         "  connect_timeout: 1s\n"
+         "  check_interval: 1m\n"
+         "  startup_jitter: 0s\n"
+         "  backoff: {initial: 50ms, max: 200ms}\n" +
+         extra;
+}
+
+std::string Target(const std::string& name, const std::string& address,
+                   const std::string& extra = "") {
+  return "  - name: " + name + "\n    address: \"" + address + "\"\n" + extra;
+}
+
+class MonitorTest : public ::testing::Test {
+ protected:
+  void TearDown() override { StopMonitor(); }
+
+  void StartMonitor(const std::string& yaml) {
+    config_path_ = dir_.Write("connwatch.yaml", yaml);
+    log_ = std::make_unique<EventLog>(nullptr, LogFormat::kLogfmt, LogLevel::kDebug);
+    monitor_ = std::make_unique<Monitor>(
+        Monitor::Options{config_path_, ClosedUdpServer(), 42}, log_.get());
+    std::vector<std::string> errors = monitor_->Start();
+    ASSERT_TRUE(errors.empty()) << errors.front();
+    thread_ = std::thread([this] { monitor_->Run(); });
+    ASSERT_TRUE(WaitFor([&] { return monitor_->Healthy(); }, kDeadline));
+  }
+
+  void StopMonitor() {
+    if (!monitor_) return;
+    monitor_->Stop();
+    thread_.join();
+    monitor_.reset();
+  }
+
+  void RewriteConfig(const std::string& yaml) { dir_.Write("connwatch.yaml", yaml); }
+
+  // The target's snapshot once `pred` holds; fails the test otherwise.
+  TargetSnapshot WaitForTarget(const std::string& name,
+                               const std::function<bool(const TargetSnapshot&)>& pred,
+                               const std::string& what, milliseconds timeout = kDeadline) {
+    TargetSnapshot last;
+    bool found = false;
+    bool ok = WaitFor(
+        [&] {
+          auto snap = monitor_->GetSnapshot();
+          if (!snap) return false;
+          for (const auto& t : snap->targets) {
+            if (t.config->name != name) continue;
+            found = true;
+            last = t;
+            return pred(t);
+          }
+          return false;
+        },
+        timeout);
+    EXPECT_TRUE(ok) << "target " << name << ": expected " << what << " within "
+                    << timeout.count() << "ms; saw "
+                    << (found ? "state=" + std::string(StateName(last.state)) +
+                                    " up=" + std::to_string(last.up) +
+                                    " connects=" + std::to_string(last.connects) +
+                                    " last_reason=" + std::string(ReasonName(last.last_reason))
+                              : std::string("no such target"))
+                    << "\nevents:\n" << RecentEvents();
+    return last;
+  }
+
+  TargetSnapshot WaitUp(const std::string& name) {
+    return WaitForTarget(name, [](const TargetSnapshot& t) { return t.up; }, "up");
+  }
+
+  // The first event (oldest first) of `kind` for `target` once it exists.
+  Event WaitForEvent(const std::string& target, const std::string& kind,
+                     milliseconds timeout = kDeadline, uint64_t after_seq = 0) {
+    Event found;
+    bool ok = WaitFor(
+        [&] {
+          auto events = log_->Recent();
+          for (auto it = events.rbegin(); it != events.rend(); ++it) {
+            if (it->target == target && it->kind == kind && it->seq > after_seq) {
+              found = *it;
+              return true;
+            }
+          }
+          return false;
+        },
+        timeout);
+    EXPECT_TRUE(ok) << "expected a " << kind << " event for " << target << " within "
+                    << timeout.count() << "ms; events:\n" << RecentEvents();
+    return found;
+  }
+
+  std::string RecentEvents() const {
+    std::string out;
+    auto events = log_->Recent(30);
+    for (auto it = events.rbegin(); it != events.rend(); ++it) out += log_->FormatEvent(*it) + "\n";
+    return out;
+  }
+
+  uint64_t LastSeq() const {
+    auto events = log_->Recent(1);
+    return events.empty() ? 0 : events.front().seq;
+  }
+
+  static std::string Addr(const TestPeer& peer) {
+    return "127.0.0.1:" + std::to_string(peer.port());
+  }
+
+  TempDir dir_;
+  std::string config_path_;
+  std::unique_ptr<EventLog> log_;
+  std::unique_ptr<Monitor> monitor_;
+  std::thread thread_;
+};
+
+std::unique_ptr<TestPeer> StartPeer(PeerOptions opts = {}) {
+  auto peer = std::make_unique<TestPeer>(opts);
+  std::string err = peer->Start();
+  EXPECT_EQ(err, "");
+  return peer;
+}
+
+TEST_F(MonitorTest, ConnectsHoldsAndReportsRtt) {
+  auto peer = StartPeer();
+  StartMonitor(Defaults() + "targets:\n" + Target("a", Addr(*peer)));
+  TargetSnapshot t = WaitUp("a");
+  EXPECT_EQ(t.connects, 1u);
+  EXPECT_EQ(t.state, TargetState::kUp);
+  EXPECT_TRUE(t.has_rtt);
+  EXPECT_EQ(t.resolved_address, Addr(*peer));
+  EXPECT_TRUE(peer->WaitForOpenConnections(1, kDeadline));
+  Event e = WaitForEvent("a", "connect");
+  EXPECT_GE(e.connect_seconds, 0);
+  auto snap = monitor_->GetSnapshot();
+  EXPECT_EQ(snap->targets_by_state[static_cast<size_t>(TargetState::kUp)], 1u);
+  EXPECT_EQ(snap->connect_duration.count, 1u);
+}
+
+TEST_F(MonitorTest, PeerFinIsPeerClosedDetectedByTheEventNotTheCheck) {
+  auto peer = StartPeer();
+  StartMonitor(Defaults() + "targets:\n" + Target("a", Addr(*peer)));
+  WaitUp("a");
+  ASSERT_TRUE(peer->WaitForOpenConnections(1, kDeadline));
+  const auto closed_at = std::chrono::steady_clock::now();
+  peer->CloseAll();
+  Event e = WaitForEvent("a", "disconnect", milliseconds(1000));
+  const auto detected_in = std::chrono::steady_clock::now() - closed_at;
+  EXPECT_EQ(ReasonName(e.reason), "peer_closed");
+  EXPECT_EQ(e.err, 0);
+  // check_interval is 1m: only the readability event can see it this fast.
+  EXPECT_LT(detected_in, milliseconds(1000));
+  // It reconnects after the backoff, and counts one disconnect by reason.
+  TargetSnapshot t = WaitForTarget(
+      "a", [](const TargetSnapshot& s) { return s.up && s.connects == 2; }, "reconnected");
+  EXPECT_EQ(t.disconnects[static_cast<size_t>(Reason::kPeerClosed)], 1u);
+}
+
+TEST_F(MonitorTest, PeerRstIsPeerResetWithErrno) {
+  auto peer = StartPeer();
+  StartMonitor(Defaults() + "targets:\n" + Target("a", Addr(*peer)));
+  WaitUp("a");
+  ASSERT_TRUE(peer->WaitForOpenConnections(1, kDeadline));
+  peer->ResetAll();
+  Event e = WaitForEvent("a", "disconnect", milliseconds(1000));
+  EXPECT_EQ(ReasonName(e.reason), "peer_reset");
+  EXPECT_EQ(ErrnoName(e.err), "ECONNRESET");
+  TargetSnapshot t = WaitForTarget(
+      "a", [](const TargetSnapshot& s) { return s.disconnects[static_cast<size_t>(Reason::kPeerReset)] == 1; },
+      "one peer_reset counted");
+  EXPECT_EQ(t.last_reason, Reason::kPeerReset);
+  EXPECT_EQ(t.last_errno, ECONNRESET);
+}
+
+TEST_F(MonitorTest, FinHiddenBehindUnreadDataIsPeerClosed) {
+  auto peer = StartPeer();
+  StartMonitor(Defaults() + "targets:\n" + Target("a", Addr(*peer)));
+  WaitUp("a");
+  ASSERT_TRUE(peer->WaitForOpenConnections(1, kDeadline));
+  peer->SendThenCloseAll(std::string(200000, 'x'));
+  Event e = WaitForEvent("a", "disconnect", milliseconds(2000));
+  EXPECT_EQ(ReasonName(e.reason), "peer_closed");
+}
+
+TEST_F(MonitorTest, ClosedPortIsRefusedAndBacksOff) {
+  auto peer = StartPeer();
+  const std::string addr = Addr(*peer);
+  peer->StopListening();
+  StartMonitor(Defaults() + "targets:\n" + Target("a", addr));
+  TargetSnapshot t = WaitForTarget(
+      "a",
+      [](const TargetSnapshot& s) {
+        return s.connect_failures[static_cast<size_t>(Reason::kRefused)] >= 3;
+      },
+      "three refused attempts");
+  EXPECT_FALSE(t.up);
+  EXPECT_EQ(t.last_event_kind, "connect_failure");
+  EXPECT_EQ(t.last_errno, ECONNREFUSED);
+  // The peer recovers; so does the target.
+  ASSERT_EQ(peer->Listen(), "");
+  WaitUp("a");
+}
+
+TEST_F(MonitorTest, SilentSynIsConnectTimeout) {
+  // A listener with a full accept queue drops SYNs: the handshake never
+  // completes and only our connect_timeout can end the attempt.
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  ASSERT_EQ(listen(lfd, 0), 0);
+  socklen_t len = sizeof sin;
+  getsockname(lfd, reinterpret_cast<sockaddr*>(&sin), &len);
+  const int port = ntohs(sin.sin_port);
+  // Fill the queue (backlog 0 admits one).
+  std::vector<int> fillers;
+  for (int i = 0; i < 2; ++i) {
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    connect(c, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+    fillers.push_back(c);
+  }
+  StartMonitor(Defaults() + "targets:\n" +
+               Target("a", "127.0.0.1:" + std::to_string(port), "    connect_timeout: 300ms\n"));
+  Event e = WaitForEvent("a", "connect_failure", milliseconds(3000));
+  EXPECT_EQ(ReasonName(e.reason), "timeout");
+  StopMonitor();
+  for (int c : fillers) close(c);
+  close(lfd);
+}
+
+TEST_F(MonitorTest, HeartbeatAnsweredKeepsTargetUp) {
+  auto peer = StartPeer();
+  peer->SetMode(PeerMode::kEcho);
+  peer->SetHeartbeat("PING\n", "+PONG\n");
+  StartMonitor(Defaults() + "targets:\n" +
+               Target("a", Addr(*peer),
+                      "    heartbeat: {send: \"PING\\n\", expect: \"^\\\\+PONG\", interval: 100ms, "
+                      "timeout: 80ms, fall: 1}\n"));
+  WaitForTarget("a", [](const TargetSnapshot& s) { return s.up && s.has_heartbeat; },
+                "a heartbeat round trip");
+  // Several heartbeat periods later it is still the same connection.
+  ASSERT_TRUE(peer->WaitUntil([&] { return peer->bytes_received() >= 5 * 5; }, kDeadline));
+  TargetSnapshot t = WaitUp("a");
+  EXPECT_EQ(t.connects, 1u);
+  EXPECT_GT(t.heartbeat_seconds, 0);
+}
+
+TEST_F(MonitorTest, HeartbeatUnansweredIsHeartbeatTimeoutAfterFall) {
+  auto peer = StartPeer();
+  peer->SetMode(PeerMode::kSilent);
+  StartMonitor(Defaults() + "targets:\n" +
+               Target("a", Addr(*peer),
+                      "    heartbeat: {send: \"PING\\n\", expect: \"PONG\", interval: 100ms, "
+                      "timeout: 50ms, fall: 2}\n"));
+  Event e = WaitForEvent("a", "disconnect", milliseconds(3000));
+  EXPECT_EQ(ReasonName(e.reason), "heartbeat_timeout");
+  // fall: 2 means one tolerated failure was logged first.
+  auto events = log_->Recent();
+  int failures = 0;
+  for (const auto& ev : events) {
+    if (ev.kind == "heartbeat_failure" && ev.seq < e.seq) ++failures;
+  }
+  EXPECT_GE(failures, 1);
+  // The peer sees the connection abandoned with RST (judged dead).
+  EXPECT_TRUE(peer->WaitUntil([&] { return peer->client_resets() >= 1; }, kDeadline))
+      << "client_fins=" << peer->client_fins();
+}
+
+TEST_F(MonitorTest, HeartbeatWrongReplyIsHeartbeatMismatch) {
+  auto peer = StartPeer();
+  peer->SetMode(PeerMode::kEcho);
+  peer->SetHeartbeat("PING\n", "-ERR nope\n");
+  StartMonitor(Defaults() + "targets:\n" +
+               Target("a", Addr(*peer),
+                      "    heartbeat: {send: \"PING\\n\", expect: \"^\\\\+PONG\", interval: 200ms, "
+                      "timeout: 100ms, fall: 1}\n"));
+  Event e = WaitForEvent("a", "disconnect", milliseconds(3000));
+  EXPECT_EQ(ReasonName(e.reason), "heartbeat_mismatch");
+}
+
+long ResidentKb() {
+  std::ifstream statm("/proc/self/statm");
+  long pages_total = 0, pages_resident = 0;
+  statm >> pages_total >> pages_resident;
+  return pages_resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+TEST_F(MonitorTest, FloodingPeerIsDrainedWithoutGrowingOrStarvingOthers) {
+  auto flood = StartPeer();
+  auto other = StartPeer();
+  StartMonitor(Defaults() + "targets:\n" + Target("flood", Addr(*flood)) +
+               Target("other", Addr(*other)));
+  WaitUp("flood");
+  WaitUp("other");
+  ASSERT_TRUE(flood->WaitForOpenConnections(1, kDeadline));
+  ASSERT_TRUE(other->WaitForOpenConnections(1, kDeadline));
+  const long rss_before = ResidentKb();
+  constexpr size_t kBytes = 100u << 20;
+  flood->StartFlood(kBytes);
+  // While the flood runs, another target's RST is still seen promptly.
+  ASSERT_TRUE(flood->WaitUntil([&] { return flood->FloodedBytes() >= kBytes / 4; }, kDeadline));
+  other->ResetAll();
+  Event e = WaitForEvent("other", "disconnect", milliseconds(1000));
+  EXPECT_EQ(ReasonName(e.reason), "peer_reset");
+  ASSERT_TRUE(flood->WaitUntil([&] { return flood->FloodedBytes() >= kBytes; },
+                               milliseconds(30000)))
+      << "flooded " << flood->FloodedBytes();
+  TargetSnapshot t = WaitUp("flood");
+  EXPECT_EQ(t.connects, 1u) << "the flood must not cost the connection";
+  EXPECT_EQ(t.disconnects[static_cast<size_t>(Reason::kPeerClosed)], 0u);
+  const long grown_kb = ResidentKb() - rss_before;
+  EXPECT_LT(grown_kb, 5 * 1024) << "RSS grew by " << grown_kb << " KiB during a 100 MiB flood";
+}
+
+TEST_F(MonitorTest, Ipv6TargetOnLoopback) {
+  auto peer = std::make_unique<TestPeer>(PeerOptions{"::1", 0, 128, {}});
+  std::string err = peer->Start();
+  if (!err.empty()) GTEST_SKIP() << "cannot bind [::1] on this host: " << err;
+  const std::string addr = "[::1]:" + std::to_string(peer->port());
+  StartMonitor(Defaults() + "targets:\n" + Target("v6", addr));
+  TargetSnapshot t = WaitUp("v6");
+  EXPECT_EQ(t.resolved_address, addr);
+  peer->ResetAll();
+  Event e = WaitForEvent("v6", "disconnect", milliseconds(1000));
+  EXPECT_EQ(ReasonName(e.reason), "peer_reset");
+}
+
+TEST_F(MonitorTest, NameFromHostsFileResolvesAndUnknownNameIsDnsError) {
+  auto peer = StartPeer();
+  StartMonitor(Defaults() + "targets:\n" +
+               Target("byname", "localhost:" + std::to_string(peer->port()),
+                      "    address_family: ip4\n") +
+               Target("nxdomain", "no-such-host.connwatch.invalid:80"));
+  TargetSnapshot t = WaitUp("byname");
+  EXPECT_EQ(t.resolved_address, Addr(*peer));
+  TargetSnapshot bad = WaitForTarget(
+      "nxdomain",
+      [](const TargetSnapshot& s) {
+        return s.connect_failures[static_cast<size_t>(Reason::kDnsError)] >= 1;
+      },
+      "a dns_error");
+  EXPECT_FALSE(bad.up);
+  // The healthy target was not disturbed.
+  EXPECT_EQ(WaitUp("byname").connects, 1u);
+}
+
+TEST_F(MonitorTest, ReloadKeepsUnchangedTargetsConnection) {
+  auto p1 = StartPeer();
+  auto p2 = StartPeer();
+  auto p3 = StartPeer();
+  StartMonitor(Defaults() + "targets:\n" + Target("keep", Addr(*p1)) +
+               Target("change", Addr(*p2)) + Target("remove", Addr(*p3)));
+  WaitUp("keep");
+  WaitUp("change");
+  WaitUp("remove");
+  // "change" gets a label; "remove" goes; "new" arrives.
+  RewriteConfig(Defaults() + "targets:\n" + Target("keep", Addr(*p1)) +
+                Target("change", Addr(*p2), "    labels: {team: storage}\n") +
+                Target("new", Addr(*p3)));
+  std::vector<std::string> errors = monitor_->Reload();
+  ASSERT_TRUE(errors.empty()) << errors.front();
+  TargetSnapshot changed = WaitForTarget(
+      "change", [](const TargetSnapshot& s) { return s.up && s.connects == 2; },
+      "reconnected after its config changed");
+  ASSERT_EQ(changed.config->labels.size(), 1u);
+  WaitUp("new");
+  TargetSnapshot kept = WaitUp("keep");
+  EXPECT_EQ(kept.connects, 1u) << "an unchanged target must keep its connection";
+  EXPECT_EQ(p1->accepted_total(), 1u);
+  auto snap = monitor_->GetSnapshot();
+  ASSERT_EQ(snap->targets.size(), 3u);
+  for (const auto& t : snap->targets) EXPECT_NE(t.config->name, "remove");
+  EXPECT_TRUE(snap->last_reload_successful);
+  Event closed = WaitForEvent("remove", "close");
+  EXPECT_EQ(closed.detail, "removed from config");
+}
+
+TEST_F(MonitorTest, BadReloadKeepsTheOldConfigRunning) {
+  auto peer = StartPeer();
+  StartMonitor(Defaults() + "targets:\n" + Target("a", Addr(*peer)));
+  WaitUp("a");
+  auto before = monitor_->GetSnapshot();
+  RewriteConfig("targets:\n  - address: \"127.0.0.1:0\"\n    bogus_key: 1\n");
+  std::vector<std::string> errors = monitor_->Reload();
+  ASSERT_FALSE(errors.empty());
+  auto after = monitor_->GetSnapshot();
+  EXPECT_FALSE(after->last_reload_successful);
+  EXPECT_EQ(after->last_reload_success_unix, before->last_reload_success_unix);
+  ASSERT_EQ(after->targets.size(), 1u);
+  EXPECT_EQ(after->targets[0].config->name, "a");
+  EXPECT_TRUE(after->targets[0].up);
+  EXPECT_EQ(after->targets[0].connects, 1u);
+}
+
+TEST_F(MonitorTest, StopClosesEveryConnection) {
+  auto peer = StartPeer();
+  StartMonitor(Defaults() + "targets:\n" + Target("a", Addr(*peer)) + Target("b", Addr(*peer)));
+  WaitUp("a");
+  WaitUp("b");
+  ASSERT_TRUE(peer->WaitForOpenConnections(2, kDeadline));
+  StopMonitor();
+  EXPECT_TRUE(peer->WaitForOpenConnections(0, kDeadline))
+      << "open after stop: " << peer->open_connections();
+  EXPECT_EQ(peer->client_fins(), 2u) << "a close we make ourselves is graceful (FIN)";
+}
+
+}  // namespace
+}  // namespace connwatch

@@ -1,0 +1,184 @@
+#pragma once
+// Test support: temporary directories, waiting for conditions with a
+// deadline (never sleeping as synchronisation), and running the daemon binary.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace connwatch::testing {
+
+using std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+// A fresh directory under /tmp, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/connwatch-test-XXXXXX";
+    const char* made = mkdtemp(tmpl);
+    path_ = made ? made : "";
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string Write(const std::string& name, const std::string& content) const {
+    std::string p = path_ + "/" + name;
+    std::filesystem::create_directories(std::filesystem::path(p).parent_path());
+    std::ofstream(p, std::ios::binary | std::ios::trunc) << content;
+    return p;
+  }
+
+ private:
+  std::string path_;
+};
+
+// Polls `condition` until it holds or `timeout` passes. The short pause
+// between polls is not synchronisation: the deadline is.
+inline bool WaitFor(const std::function<bool()>& condition, milliseconds timeout) {
+  const auto deadline = SteadyClock::now() + timeout;
+  while (true) {
+    if (condition()) return true;
+    if (SteadyClock::now() >= deadline) return false;
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+}
+
+// A child process with its stderr and stdout captured line by line.
+class Subprocess {
+ public:
+  explicit Subprocess(std::vector<std::string> argv, std::vector<std::string> env = {}) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(fds[1], 1);
+      dup2(fds[1], 2);
+      for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
+      std::vector<char*> args;
+      for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    close(fds[1]);
+    out_fd_ = fds[0];
+    reader_ = std::thread([this] { ReadLoop(); });
+  }
+  ~Subprocess() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      Wait(milliseconds(5000));
+    }
+    if (reader_.joinable()) reader_.join();
+    if (out_fd_ >= 0) close(out_fd_);
+  }
+  pid_t pid() const { return pid_; }
+  void Signal(int sig) const { kill(pid_, sig); }
+
+  // Waits for exit; returns the exit code, 128+signal, or -1 on timeout.
+  int Wait(milliseconds timeout) {
+    const auto deadline = SteadyClock::now() + timeout;
+    while (true) {
+      int status = 0;
+      pid_t r = waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        exited_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      if (SteadyClock::now() >= deadline) return -1;
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+  }
+
+  // Waits for an output line containing `needle`; returns it or "".
+  std::string WaitForLine(const std::string& needle, milliseconds timeout, size_t from = 0) {
+    std::unique_lock<std::mutex> lock(mu_);
+    std::string found;
+    cv_.wait_for(lock, timeout, [&] {
+      for (size_t i = from; i < lines_.size(); ++i) {
+        if (lines_[i].find(needle) != std::string::npos) {
+          found = lines_[i];
+          return true;
+        }
+      }
+      return eof_;
+    });
+    return found;
+  }
+  size_t line_count() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return lines_.size();
+  }
+  std::string Output() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string all;
+    for (const auto& l : lines_) all += l + "\n";
+    return all;
+  }
+
+ private:
+  void ReadLoop() {
+    std::string partial;
+    char buf[4096];
+    while (true) {
+      ssize_t n = read(out_fd_, buf, sizeof buf);
+      if (n <= 0) break;
+      partial.append(buf, static_cast<size_t>(n));
+      size_t pos;
+      while ((pos = partial.find('\n')) != std::string::npos) {
+        std::lock_guard<std::mutex> lock(mu_);
+        lines_.push_back(partial.substr(0, pos));
+        partial.erase(0, pos + 1);
+        cv_.notify_all();
+      }
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!partial.empty()) lines_.push_back(partial);
+    eof_ = true;
+    cv_.notify_all();
+  }
+
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  bool exited_ = false;
+  std::thread reader_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> lines_;
+  bool eof_ = false;
+};
+
+// The value of `key=` in a logfmt line ("" when absent).
+inline std::string LogfmtValue(const std::string& line, const std::string& key) {
+  std::string needle = " " + key + "=";
+  size_t pos = line.find(needle);
+  if (pos == std::string::npos) {
+    if (line.rfind(key + "=", 0) == 0) pos = 0; else return "";
+  } else {
+    pos += 1;
+  }
+  pos += key.size() + 1;
+  if (pos < line.size() && line[pos] == '"') {
+    size_t end = line.find('"', pos + 1);
+    return line.substr(pos + 1, end - pos - 1);
+  }
+  size_t end = line.find(' ', pos);
+  return line.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+}
+
+}  // namespace connwatch::testing
