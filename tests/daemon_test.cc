@@ -1,0 +1,221 @@
+// System tests of the connwatchd binary: flags, start-up, the HTTP surface
+// against live targets, reload by SIGHUP and POST, and shutdown by signal.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <regex>
+
+#include "http_client.h"
+#include "test_peer.h"
+#include "test_util.h"
+
+namespace connwatch {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::Subprocess;
+using testing::TempDir;
+using testing::TestPeer;
+using testing::WaitFor;
+
+constexpr milliseconds kDeadline{5000};
+
+std::string RunShell(const std::string& cmd, int* status) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  *status = pclose(p);
+  return out;
+}
+
+TEST(DaemonFlags, VersionPrintsVersionAndRevision) {
+  int status = 0;
+  std::string out = RunShell(std::string(CONNWATCHD_BINARY) + " --version 2>&1", &status);
+  EXPECT_EQ(status, 0);
+  EXPECT_TRUE(std::regex_search(out, std::regex(R"(^connwatchd \d+\.\d+\.\d+ \(revision \S+\))")))
+      << out;
+}
+
+TEST(DaemonFlags, CheckConfigAcceptsTheShippedConfigs) {
+  for (const char* file : {"config/demo.yaml", "config/example.yaml"}) {
+    int status = 0;
+    std::string out = RunShell(std::string(CONNWATCHD_BINARY) + " --check-config --config.file=" +
+                              CONNWATCH_SOURCE_DIR + "/" + file + " 2>&1",
+                          &status);
+    EXPECT_EQ(WEXITSTATUS(status), 0) << file << ": " << out;
+    EXPECT_NE(out.find("OK"), std::string::npos) << out;
+  }
+}
+
+TEST(DaemonFlags, CheckConfigReportsEveryErrorAndExitsOne) {
+  TempDir dir;
+  std::string path = dir.Write("bad.yaml",
+                               "defaults:\n  connect_timeout: 5x\ntargets:\n"
+                               "  - address: \"127.0.0.1:70000\"\n");
+  int status = 0;
+  std::string out = RunShell(std::string(CONNWATCHD_BINARY) + " --check-config --config.file=" +
+                            path + " 2>&1",
+                        &status);
+  EXPECT_EQ(WEXITSTATUS(status), 1) << out;
+  EXPECT_NE(out.find(path + ":2:"), std::string::npos) << out;
+  EXPECT_NE(out.find(path + ":4:"), std::string::npos) << out;
+  EXPECT_NE(out.find("2 error(s)"), std::string::npos) << out;
+}
+
+TEST(DaemonFlags, UnknownFlagAndBadLevelAreRejected) {
+  int status = 0;
+  std::string out = RunShell(std::string(CONNWATCHD_BINARY) + " --no-such-flag 2>&1", &status);
+  EXPECT_NE(WEXITSTATUS(status), 0) << out;
+  out = RunShell(std::string(CONNWATCHD_BINARY) + " --log.level=loud --check-config 2>&1", &status);
+  EXPECT_NE(WEXITSTATUS(status), 0) << out;
+}
+
+TEST(DaemonFlags, StartWithBadConfigExitsOneWithTheErrors) {
+  TempDir dir;
+  std::string path = dir.Write("bad.yaml", "targets:\n  - address: \"\"\n");
+  Subprocess d({CONNWATCHD_BINARY, "--config.file=" + path, "--web.listen-address=127.0.0.1:0"});
+  EXPECT_EQ(d.Wait(kDeadline), 1) << d.Output();
+  EXPECT_NE(d.Output().find("level=error"), std::string::npos) << d.Output();
+}
+
+// A daemon watching one live peer, with its HTTP port read from its log.
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(peer_.Start(), "");
+    config_ = dir_.Write("connwatch.yaml", Config("alpha"));
+  }
+
+  std::string Config(const std::string& name) {
+    return "defaults:\n  startup_jitter: 0s\n  check_interval: 1s\n"
+           "  backoff: {initial: 50ms, max: 200ms}\n"
+           "targets:\n  - name: " + name + "\n    address: 127.0.0.1:" +
+           std::to_string(peer_.port()) + "\n    labels: {team: storage}\n";
+  }
+
+  void Launch(std::vector<std::string> extra = {}, std::vector<std::string> env = {}) {
+    std::vector<std::string> argv = {CONNWATCHD_BINARY, "--config.file=" + config_,
+                                     "--web.listen-address=127.0.0.1:0"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    daemon_ = std::make_unique<Subprocess>(argv, env);
+    std::string line = daemon_->WaitForLine("listening", kDeadline);
+    ASSERT_FALSE(line.empty()) << "no listening line; output:\n" << daemon_->Output();
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(line, m, std::regex(R"(port"?[=:]"?(\d+))"))) << line;
+    port_ = std::stoi(m[1]);
+  }
+
+  HttpResponse Get(const std::string& path) { return HttpGet("127.0.0.1", port_, path); }
+
+  bool MetricsContain(const std::string& needle, milliseconds timeout = kDeadline) {
+    return WaitFor([&] { return Get("/metrics").body.find(needle) != std::string::npos; }, timeout);
+  }
+
+  TempDir dir_;
+  TestPeer peer_;
+  std::string config_;
+  std::unique_ptr<Subprocess> daemon_;
+  int port_ = 0;
+};
+
+TEST_F(DaemonTest, ServesHealthReadyMetricsAndApi) {
+  Launch();
+  EXPECT_TRUE(WaitFor([&] { return Get("/-/healthy").status == 200; }, kDeadline));
+  EXPECT_TRUE(WaitFor([&] { return Get("/-/ready").status == 200; }, kDeadline));
+  ASSERT_TRUE(MetricsContain("connwatch_target_up{target=\"alpha\"} 1"))
+      << Get("/metrics").body << daemon_->Output();
+  HttpResponse m = Get("/metrics");
+  EXPECT_NE(m.body.find("connwatch_target_info{target=\"alpha\",address=\"127.0.0.1:" +
+                        std::to_string(peer_.port()) + "\",team=\"storage\"} 1"),
+            std::string::npos)
+      << m.body;
+  EXPECT_NE(m.body.find("connwatch_target_connects_total{target=\"alpha\"} 1"), std::string::npos);
+  EXPECT_NE(m.body.find("connwatch_targets{state=\"up\"} 1"), std::string::npos);
+  EXPECT_NE(m.body.find("process_open_fds "), std::string::npos);
+  EXPECT_NE(m.body.find("connwatch_build_info{"), std::string::npos);
+
+  // The real consumer's linter accepts the exposition.
+  TempDir tmp;
+  std::string file = tmp.Write("metrics.txt", m.body);
+  int status = 0;
+  std::string lint = RunShell("promtool check metrics < " + file + " 2>&1", &status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << lint;
+
+  // A reset shows up in the reason series and in the API.
+  peer_.ResetAll();
+  ASSERT_TRUE(MetricsContain(
+      "connwatch_target_disconnects_total{target=\"alpha\",reason=\"peer_reset\"} 1"))
+      << Get("/metrics").body;
+  HttpResponse api = Get("/api/v1/targets");
+  EXPECT_EQ(api.status, 200);
+  EXPECT_NE(api.body.find("\"peer_reset\""), std::string::npos) << api.body;
+  HttpResponse events = Get("/api/v1/events");
+  EXPECT_NE(events.body.find("\"disconnect\""), std::string::npos) << events.body;
+  // The event log line carries the contract's fields.
+  std::string line = daemon_->WaitForLine("event=disconnect", kDeadline);
+  EXPECT_EQ(testing::LogfmtValue(line, "reason"), "peer_reset") << line;
+  EXPECT_EQ(testing::LogfmtValue(line, "errno"), "ECONNRESET") << line;
+  EXPECT_EQ(testing::LogfmtValue(line, "level"), "warn") << line;
+  EXPECT_FALSE(testing::LogfmtValue(line, "connected_for").empty()) << line;
+  EXPECT_FALSE(testing::LogfmtValue(line, "rtt").empty()) << line;
+}
+
+TEST_F(DaemonTest, SighupReloadsAndKeepsTheConnectionOfUnchangedTargets) {
+  Launch();
+  ASSERT_TRUE(MetricsContain("connwatch_target_up{target=\"alpha\"} 1"));
+  // Add a second target; alpha is unchanged.
+  dir_.Write("connwatch.yaml", Config("alpha") + "  - name: beta\n    address: 127.0.0.1:" +
+                                   std::to_string(peer_.port()) + "\n");
+  daemon_->Signal(SIGHUP);
+  ASSERT_TRUE(MetricsContain("connwatch_target_up{target=\"beta\"} 1")) << daemon_->Output();
+  EXPECT_TRUE(MetricsContain("connwatch_target_connects_total{target=\"alpha\"} 1"));
+  EXPECT_TRUE(MetricsContain("connwatch_config_last_reload_successful 1"));
+  EXPECT_EQ(peer_.accepted_total(), 2u);
+  // A broken file changes nothing and says so.
+  dir_.Write("connwatch.yaml", "targets: [unclosed\n");
+  daemon_->Signal(SIGHUP);
+  ASSERT_TRUE(MetricsContain("connwatch_config_last_reload_successful 0")) << daemon_->Output();
+  EXPECT_NE(Get("/metrics").body.find("connwatch_target_up{target=\"beta\"} 1"), std::string::npos);
+}
+
+TEST_F(DaemonTest, LifecycleReloadOnlyWhenEnabled) {
+  Launch();
+  EXPECT_EQ(HttpPost("127.0.0.1", port_, "/-/reload", "").status, 403);
+  daemon_->Signal(SIGTERM);
+  ASSERT_EQ(daemon_->Wait(kDeadline), 0);
+  Launch({"--web.enable-lifecycle"});
+  EXPECT_EQ(HttpPost("127.0.0.1", port_, "/-/reload", "").status, 200);
+  dir_.Write("connwatch.yaml", "targets:\n  - address: \"host:0\"\n");
+  HttpResponse bad = HttpPost("127.0.0.1", port_, "/-/reload", "");
+  EXPECT_EQ(bad.status, 500);
+  EXPECT_NE(bad.body.find("connwatch.yaml:2:"), std::string::npos) << bad.body;
+}
+
+TEST_F(DaemonTest, SigtermClosesEveryConnectionWithinTwoSeconds) {
+  Launch();
+  ASSERT_TRUE(MetricsContain("connwatch_target_up{target=\"alpha\"} 1"));
+  const auto start = std::chrono::steady_clock::now();
+  daemon_->Signal(SIGTERM);
+  EXPECT_EQ(daemon_->Wait(milliseconds(2000)), 0) << daemon_->Output();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(2000));
+  EXPECT_TRUE(peer_.WaitForOpenConnections(0, kDeadline));
+  EXPECT_NE(daemon_->Output().find("msg=\"shutting down\" connections_closed=1"), std::string::npos)
+      << daemon_->Output();
+}
+
+TEST_F(DaemonTest, JsonLogFormatAndJournalPriorities) {
+  Launch({"--log.format=json"}, {"JOURNAL_STREAM=8:1234"});
+  ASSERT_TRUE(MetricsContain("connwatch_target_up{target=\"alpha\"} 1"));
+  peer_.ResetAll();
+  std::string line = daemon_->WaitForLine("\"event\":\"disconnect\"", kDeadline);
+  ASSERT_FALSE(line.empty()) << daemon_->Output();
+  EXPECT_EQ(line.rfind("<4>{", 0), 0u) << "a warning carries syslog priority 4: " << line;
+  EXPECT_NE(line.find("\"reason\":\"peer_reset\""), std::string::npos) << line;
+}
+
+}  // namespace
+}  // namespace connwatch
