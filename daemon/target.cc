@@ -243,7 +243,31 @@ void Target::OnConnectWritable() {
   OnConnected();
 }
 
+namespace {
+// NOTE: a connect to a loopback port nobody listens on, from an ephemeral
+// port equal to it, "succeeds" as a TCP simultaneous open with itself. Seen
+// with targets on 127.0.0.1 whose port lies in ip_local_port_range.
+bool IsSelfConnect(int fd, const ResolvedAddress& remote) {
+  bool loopback = false;
+  if (remote.addr.ss_family == AF_INET) {
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(&remote.addr);
+    loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+  } else if (remote.addr.ss_family == AF_INET6) {
+    loopback = IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<const sockaddr_in6*>(&remote.addr)->sin6_addr);
+  }
+  if (!loopback) return false;
+  sockaddr_storage local{};
+  socklen_t len = sizeof local;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) return false;
+  return len == remote.len && std::memcmp(&local, &remote.addr, len) == 0;
+}
+}  // namespace
+
 void Target::OnConnected() {
+  if (IsSelfConnect(fd_, address_)) {
+    ConnectFailed(Reason::kRefused, 0, "connected to itself: nothing listens on the port");
+    return;
+  }
   const double now = MonoNow();
   ev_io_stop(ctx_->loop, &io_);
   ev_io_set(&io_, fd_, EV_READ);
