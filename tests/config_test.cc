@@ -1,0 +1,568 @@
+#include "config.h"
+
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace connwatch {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kSourceDir = CONNWATCH_SOURCE_DIR;
+
+std::string SourcePath(const std::string& relative) { return kSourceDir + "/" + relative; }
+
+// Error lines with the source directory removed, so that they read the same
+// wherever the tree is checked out: "tests/configs/bad/x.yaml:3:5: ...".
+std::vector<std::string> ErrorLines(const ConfigLoadResult& result) {
+  const std::string prefix = kSourceDir + "/";
+  std::vector<std::string> lines;
+  for (const ConfigError& e : result.errors) {
+    std::string line = e.ToString();
+    for (size_t at = line.find(prefix); at != std::string::npos; at = line.find(prefix, at)) {
+      line.erase(at, prefix.size());
+    }
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+std::string JoinLines(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const std::string& line : lines) out += line + "\n";
+  return out;
+}
+
+std::string Dump(const ConfigLoadResult& result) { return JoinLines(ErrorLines(result)); }
+
+const TargetConfig& Find(const Config& config, const std::string& name) {
+  for (const auto& target : config.targets) {
+    if (target->name == name) return *target;
+  }
+  ADD_FAILURE() << "no target named " << name;
+  static const TargetConfig kMissing;
+  return kMissing;
+}
+
+std::vector<std::string> Names(const Config& config) {
+  std::vector<std::string> names;
+  for (const auto& target : config.targets) names.push_back(target->name);
+  return names;
+}
+
+// ---------------------------------------------------------------------------
+
+TEST(ConfigError, ToStringDropsEmptyParts) {
+  ConfigError e;
+  e.file = "c.yaml";
+  e.line = 3;
+  e.column = 5;
+  e.path = "targets[0].address";
+  e.message = "bad";
+  EXPECT_EQ(e.ToString(), "c.yaml:3:5: targets[0].address: bad");
+  e.path.clear();
+  EXPECT_EQ(e.ToString(), "c.yaml:3:5: bad");
+  e.column = 0;
+  EXPECT_EQ(e.ToString(), "c.yaml:3: bad");
+  e.line = 0;
+  EXPECT_EQ(e.ToString(), "c.yaml: bad");
+  e.file.clear();
+  EXPECT_EQ(e.ToString(), "bad");
+  e.path = "include[1]";
+  EXPECT_EQ(e.ToString(), "include[1]: bad");
+}
+
+TEST(ConfigAddressFamily, Names) {
+  EXPECT_EQ(AddressFamilyName(AddressFamily::kAny), "any");
+  EXPECT_EQ(AddressFamilyName(AddressFamily::kIp4), "ip4");
+  EXPECT_EQ(AddressFamilyName(AddressFamily::kIp6), "ip6");
+}
+
+// ---------------------------------------------------------------------------
+// Valid configs.
+
+TEST(ConfigLoad, FullExampleWithEveryKey) {
+  const std::string path = SourcePath("tests/configs/good/full.yaml");
+  ConfigLoadResult result = LoadConfigFile(path);
+  ASSERT_TRUE(result.config) << Dump(result);
+  EXPECT_TRUE(result.errors.empty());
+  const Config& config = *result.config;
+  EXPECT_EQ(config.files, std::vector<std::string>{path});
+  ASSERT_EQ(Names(config),
+            (std::vector<std::string>{"redis-main", "web-v6", "partial", "192.0.2.21:80"}));
+
+  // Everything from defaults.
+  const TargetConfig& redis = Find(config, "redis-main");
+  EXPECT_EQ(redis.address, "redis.example.org:6379");
+  EXPECT_EQ(redis.host, "redis.example.org");
+  EXPECT_EQ(redis.port, 6379);
+  EXPECT_EQ(redis.labels, (std::vector<std::pair<std::string, std::string>>{{"service", "redis"},
+                                                                            {"team", "storage"}}));
+  EXPECT_EQ(redis.connect_timeout, Millis(3000));
+  EXPECT_EQ(redis.check_interval, Millis(2000));
+  EXPECT_EQ(redis.keepalive, (KeepaliveConfig{Millis(20000), Millis(4000), 5}));
+  EXPECT_EQ(redis.user_timeout, Millis(45000));
+  EXPECT_EQ(redis.backoff, (BackoffConfig{Millis(250), Millis(60000)}));
+  EXPECT_EQ(redis.address_family, AddressFamily::kIp4);
+  EXPECT_EQ(redis.source_address, "192.0.2.10");
+  EXPECT_EQ(redis.startup_jitter, Millis(2000));
+  ASSERT_TRUE(redis.heartbeat);
+  EXPECT_EQ(*redis.heartbeat,
+            (HeartbeatConfig{"PING\r\n", "^\\+PONG", Millis(15000), Millis(3000), 2}));
+
+  // Everything overridden.
+  const TargetConfig& web = Find(config, "web-v6");
+  EXPECT_EQ(web.address, "[2001:db8::1]:443");
+  EXPECT_EQ(web.host, "2001:db8::1");
+  EXPECT_EQ(web.port, 443);
+  EXPECT_EQ(web.connect_timeout, Millis(500));
+  EXPECT_EQ(web.check_interval, Millis(60000));
+  EXPECT_EQ(web.keepalive, (KeepaliveConfig{Millis(30000), Millis(10000), 9}));
+  EXPECT_EQ(web.user_timeout, Millis(120000));
+  EXPECT_EQ(web.backoff, (BackoffConfig{Millis(1000), Millis(10000)}));
+  EXPECT_EQ(web.address_family, AddressFamily::kIp6);
+  EXPECT_EQ(web.source_address, "2001:db8::10");
+  EXPECT_EQ(web.startup_jitter, Millis(0));
+  ASSERT_TRUE(web.heartbeat);
+  EXPECT_EQ(*web.heartbeat, (HeartbeatConfig{"HEAD / HTTP/1.0\r\n\r\n", "^HTTP/1\\.[01] ",
+                                             Millis(30000), Millis(5000), 3}));
+
+  // One key of each group overridden; the others inherited key by key.
+  const TargetConfig& partial = Find(config, "partial");
+  EXPECT_EQ(partial.keepalive, (KeepaliveConfig{Millis(20000), Millis(4000), 2}));
+  EXPECT_EQ(partial.backoff, (BackoffConfig{Millis(250), Millis(300000)}));
+  ASSERT_TRUE(partial.heartbeat);
+  EXPECT_EQ(*partial.heartbeat,
+            (HeartbeatConfig{"PING\r\n", "PONG", Millis(15000), Millis(3000), 2}));
+  EXPECT_TRUE(partial.labels.empty());
+
+  // Heartbeat off, source address back to the kernel's choice.
+  const TargetConfig& plain = Find(config, "192.0.2.21:80");
+  EXPECT_EQ(plain.address, "192.0.2.21:80");
+  EXPECT_FALSE(plain.heartbeat);
+  EXPECT_EQ(plain.source_address, "");
+  EXPECT_EQ(plain.address_family, AddressFamily::kAny);
+}
+
+TEST(ConfigLoad, BuiltInDefaultsAndDerivedUserTimeout) {
+  ConfigLoadResult result = LoadConfigFile(SourcePath("tests/configs/good/defaults-derived.yaml"));
+  ASSERT_TRUE(result.config) << Dump(result);
+  const Config& config = *result.config;
+  ASSERT_EQ(config.targets.size(), 5u);
+
+  const TargetConfig& first = *config.targets[0];
+  const TargetConfig builtin;
+  EXPECT_EQ(first.connect_timeout, builtin.connect_timeout);
+  EXPECT_EQ(first.check_interval, builtin.check_interval);
+  EXPECT_EQ(first.backoff, builtin.backoff);
+  EXPECT_EQ(first.startup_jitter, builtin.startup_jitter);
+  EXPECT_EQ(first.address_family, AddressFamily::kAny);
+  EXPECT_FALSE(first.heartbeat);
+  // idle 10s + interval 2s * count 3 (built in).
+  EXPECT_EQ(first.keepalive, (KeepaliveConfig{Millis(10000), Millis(2000), 3}));
+  EXPECT_EQ(first.user_timeout, Millis(16000));
+  // The target's own count changes the derived value.
+  EXPECT_EQ(config.targets[1]->user_timeout, Millis(10000 + 2000 * 4));
+  // Capped at what TCP_USER_TIMEOUT holds (32767 + 32767 * 127 s does not fit).
+  EXPECT_EQ(config.targets[2]->user_timeout, Millis(2147483647));
+
+  const TargetConfig& v6 = *config.targets[3];
+  EXPECT_EQ(v6.name, "[::1]:80");
+  EXPECT_EQ(v6.address, "[::1]:80");
+  EXPECT_EQ(v6.host, "::1");
+  EXPECT_EQ(v6.port, 80);
+
+  // The name stands in for a missing address.
+  const TargetConfig& named = *config.targets[4];
+  EXPECT_EQ(named.name, "db.example.org:5432");
+  EXPECT_EQ(named.address, "db.example.org:5432");
+  EXPECT_EQ(named.host, "db.example.org");
+  EXPECT_EQ(named.port, 5432);
+}
+
+TEST(ConfigLoad, IncludesAreRelativeToTheIncludingFile) {
+  const std::string dir = SourcePath("tests/configs/good/includes");
+  // Load from another working directory: the globs must not depend on it.
+  const fs::path cwd = fs::current_path();
+  fs::current_path("/");
+  ConfigLoadResult result = LoadConfigFile(dir + "/main.yaml");
+  fs::current_path(cwd);
+  ASSERT_TRUE(result.config) << Dump(result);
+  const Config& config = *result.config;
+  // The main file's targets, then each include in order, each glob sorted.
+  EXPECT_EQ(Names(config),
+            (std::vector<std::string>{"main-1", "db-1", "db-2", "web-1", "extra-1"}));
+  EXPECT_EQ(config.files,
+            (std::vector<std::string>{dir + "/main.yaml", dir + "/targets.d/10-db.yaml",
+                                      dir + "/targets.d/20-web.yaml",
+                                      dir + "/targets.d/30-empty.yaml", dir + "/extra.yaml"}));
+  // Included targets inherit the main file's defaults and may override them.
+  EXPECT_EQ(Find(config, "db-1").connect_timeout, Millis(2000));
+  EXPECT_EQ(Find(config, "web-1").connect_timeout, Millis(1000));
+}
+
+TEST(ConfigLoad, StringWithBaseDirResolvesIncludes) {
+  const std::string dir = SourcePath("tests/configs/good/includes");
+  ConfigLoadResult result =
+      LoadConfigString("include: [targets.d/1*.yaml, empty.d/*.yaml]\n", "<inline>", dir);
+  ASSERT_TRUE(result.config) << Dump(result);
+  EXPECT_EQ(Names(*result.config), (std::vector<std::string>{"db-1", "db-2"}));
+  // Only files actually read are listed; a string has none of its own.
+  EXPECT_EQ(result.config->files, std::vector<std::string>{dir + "/targets.d/10-db.yaml"});
+}
+
+TEST(ConfigLoad, EmptyConfigsAreValid) {
+  for (const char* text : {"", "\n", "# nothing yet\n", "targets: []\n", "targets:\n",
+                           "defaults: {connect_timeout: 1s}\n", "{}\n", "---\n", "~\n",
+                           "include: []\ntargets: []\n"}) {
+    ConfigLoadResult result = LoadConfigString(text, "empty.yaml", "");
+    ASSERT_TRUE(result.config) << "\"" << text << "\"\n" << Dump(result);
+    EXPECT_TRUE(result.config->targets.empty());
+    EXPECT_TRUE(result.errors.empty());
+  }
+}
+
+TEST(ConfigLoad, IncludeGlobMatchingNothingIsFine) {
+  ConfigLoadResult result = LoadConfigString(
+      "include: [\"nothing-here.d/*.yaml\", \"*.no-such-extension\"]\ntargets: []\n", "c.yaml",
+      SourcePath("tests/configs/good/includes"));
+  ASSERT_TRUE(result.config) << Dump(result);
+  EXPECT_TRUE(result.config->targets.empty());
+  EXPECT_TRUE(result.config->files.empty());
+}
+
+TEST(ConfigLoad, GlobCharactersInTheDirectoryAreLiteral) {
+  const fs::path dir = fs::temp_directory_path() / ("connwatch[1]*-" + std::to_string(getpid()));
+  fs::create_directories(dir / "targets.d");
+  std::ofstream(dir / "main.yaml") << "include: [\"targets.d/*.yaml\"]\n";
+  std::ofstream(dir / "targets.d" / "a.yaml") << "targets: [{address: \"192.0.2.1:80\"}]\n";
+  ConfigLoadResult result = LoadConfigFile((dir / "main.yaml").string());
+  fs::remove_all(dir);
+  ASSERT_TRUE(result.config) << Dump(result);
+  EXPECT_EQ(Names(*result.config), std::vector<std::string>{"192.0.2.1:80"});
+}
+
+TEST(ConfigLoad, AddressForms) {
+  ConfigLoadResult result = LoadConfigString(R"(
+targets:
+  - address: "[::1]:80"
+  - address: "[fe80::1%eth0]:22"
+  - address: 192.0.2.1:1
+  - address: db.example.org:65535
+  - address: under_score.example.org:8080
+  - name: named
+    address: "[2001:db8::a]:5432"
+)",
+                                             "c.yaml", "");
+  ASSERT_TRUE(result.config) << Dump(result);
+  const auto& t = result.config->targets;
+  ASSERT_EQ(t.size(), 6u);
+  EXPECT_EQ(t[0]->host, "::1");
+  EXPECT_EQ(t[0]->port, 80);
+  EXPECT_EQ(t[1]->host, "fe80::1%eth0");
+  EXPECT_EQ(t[1]->port, 22);
+  EXPECT_EQ(t[2]->host, "192.0.2.1");
+  EXPECT_EQ(t[2]->port, 1);
+  EXPECT_EQ(t[3]->host, "db.example.org");
+  EXPECT_EQ(t[3]->port, 65535);
+  EXPECT_EQ(t[4]->host, "under_score.example.org");
+  EXPECT_EQ(t[5]->name, "named");
+  EXPECT_EQ(t[5]->address, "[2001:db8::a]:5432");
+  EXPECT_EQ(t[5]->host, "2001:db8::a");
+}
+
+TEST(ConfigLoad, LabelsAreSortedAndScalarsKeepTheirText) {
+  ConfigLoadResult result = LoadConfigString(R"(
+targets:
+  - address: 192.0.2.1:80
+    labels: {zeta: z, alpha: "a b", _mid: 1, port: 06379, on: yes, quoted: "null"}
+)",
+                                             "c.yaml", "");
+  ASSERT_TRUE(result.config) << Dump(result);
+  EXPECT_EQ(result.config->targets[0]->labels,
+            (std::vector<std::pair<std::string, std::string>>{{"_mid", "1"},
+                                                              {"alpha", "a b"},
+                                                              {"on", "yes"},
+                                                              {"port", "06379"},
+                                                              {"quoted", "null"},
+                                                              {"zeta", "z"}}));
+}
+
+TEST(ConfigLoad, SameFileLoadsEqualTargets) {
+  // Reload keeps the connection of equal targets: loading twice must compare equal.
+  const std::string path = SourcePath("tests/configs/good/full.yaml");
+  ConfigLoadResult a = LoadConfigFile(path);
+  ConfigLoadResult b = LoadConfigFile(path);
+  ASSERT_TRUE(a.config && b.config);
+  ASSERT_EQ(a.config->targets.size(), b.config->targets.size());
+  for (size_t i = 0; i < a.config->targets.size(); ++i) {
+    EXPECT_EQ(*a.config->targets[i], *b.config->targets[i]) << i;
+  }
+}
+
+TEST(ConfigLoad, ShippedExampleIsValid) {
+  ConfigLoadResult result = LoadConfigFile(SourcePath("config/example.yaml"));
+  ASSERT_TRUE(result.config) << Dump(result);
+  EXPECT_GE(result.config->targets.size(), 3u);
+  // Only documentation addresses (RFC 5737, RFC 3849, example.org).
+  for (const auto& target : result.config->targets) {
+    const std::string& host = target->host;
+    bool documentation = host.rfind("192.0.2.", 0) == 0 || host.rfind("198.51.100.", 0) == 0 ||
+                         host.rfind("203.0.113.", 0) == 0 || host.rfind("2001:db8:", 0) == 0 ||
+                         (host.size() >= 11 && host.substr(host.size() - 11) == "example.org");
+    EXPECT_TRUE(documentation) << host;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Errors.
+
+TEST(ConfigLoad, MissingFile) {
+  ConfigLoadResult result = LoadConfigFile("/nonexistent/connwatch.yaml");
+  EXPECT_FALSE(result.config);
+  EXPECT_EQ(ErrorLines(result),
+            std::vector<std::string>{"/nonexistent/connwatch.yaml: cannot read config file: No "
+                                     "such file or directory"});
+}
+
+TEST(ConfigLoad, DirectoryInsteadOfFile) {
+  ConfigLoadResult result = LoadConfigFile("/");
+  EXPECT_EQ(ErrorLines(result),
+            std::vector<std::string>{"/: cannot read config file: is a directory"});
+}
+
+TEST(ConfigLoad, ErrorsMeanNoConfig) {
+  // One bad target among good ones: nothing is returned, so a reload changes nothing.
+  ConfigLoadResult result = LoadConfigString(
+      "targets:\n  - address: 192.0.2.1:80\n  - address: 192.0.2.2:0\n", "c.yaml", "");
+  EXPECT_FALSE(result.config);
+  EXPECT_EQ(ErrorLines(result),
+            std::vector<std::string>{"c.yaml:3:14: targets[1].address: invalid address "
+                                     "\"192.0.2.2:0\": port 0 is out of range 1..65535"});
+}
+
+TEST(ConfigLoad, UnreadableIncludeDirectoryIsReported) {
+  if (geteuid() == 0) GTEST_SKIP() << "root reads any directory";
+  const fs::path dir =
+      fs::temp_directory_path() / ("connwatch-config-test-" + std::to_string(getpid()));
+  fs::create_directories(dir / "locked.d");
+  chmod((dir / "locked.d").c_str(), 0);
+  ConfigLoadResult result =
+      LoadConfigString("include: [\"locked.d/*.yaml\"]\n", "c.yaml", dir.string());
+  chmod((dir / "locked.d").c_str(), 0700);
+  fs::remove_all(dir);
+  EXPECT_EQ(ErrorLines(result),
+            std::vector<std::string>{"c.yaml:1:11: include[0]: cannot expand \"" + dir.string() +
+                                     "/locked.d/*.yaml\": cannot read directory \"" + dir.string() +
+                                     "/locked.d\": Permission denied"});
+}
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define CONNWATCH_SMALL_STACK_TEST 1
+// Runs `fn` on a thread with a small stack: a parser that recursed once per
+// nesting level would overflow it on the documents below.
+void RunWithSmallStack(void (*fn)()) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  pthread_t thread;
+  ASSERT_EQ(pthread_create(
+                &thread, &attr,
+                [](void* arg) -> void* {
+                  reinterpret_cast<void (*)()>(arg)();
+                  return nullptr;
+                },
+                reinterpret_cast<void*>(fn)),
+            0);
+  pthread_join(thread, nullptr);
+  pthread_attr_destroy(&attr);
+}
+#endif
+
+TEST(ConfigLoad, DeepNestingIsAnErrorNotACrash) {
+  static const std::vector<std::pair<std::string, std::string>> cases = {
+      {std::string(10000, '[') + std::string(10000, ']'),
+       "deep.yaml:1:65: nested more than 64 levels deep; a connwatch config needs four"},
+      {std::string(10000, '['),
+       "deep.yaml:1:33: nested more than 64 levels deep; a connwatch config needs four"},
+      {[] {
+         std::string s;
+         for (int i = 0; i < 10000; ++i) s += "{a: ";
+         return s;
+       }(),
+       "deep.yaml:1:253: nested more than 64 levels deep; a connwatch config needs four"},
+      {[] {
+         std::string s;
+         for (int i = 0; i < 10000; ++i) s += "- ";
+         return s + "x\n";
+       }(),
+       "deep.yaml:1:129: nested more than 64 levels deep; a connwatch config needs four"},
+      {[] {
+         std::string s;
+         for (int i = 0; i < 100; ++i) s += std::string(i, ' ') + "a:\n";
+         return s;
+       }(),
+       "deep.yaml:65:65: nested more than 64 levels deep; a connwatch config needs four"},
+  };
+  // 64 levels are still parsed (and then refused by the schema, not the parser).
+  ConfigLoadResult ok = LoadConfigString(std::string(64, '[') + std::string(64, ']'), "d.yaml", "");
+  EXPECT_EQ(ErrorLines(ok), std::vector<std::string>{
+                                "d.yaml:1:1: the top level must be a map (with \"targets\", and "
+                                "optionally \"defaults\" and \"include\"), got a list"});
+  for (const auto& [text, expected] : cases) {
+    ConfigLoadResult result = LoadConfigString(text, "deep.yaml", "");
+    EXPECT_EQ(ErrorLines(result), std::vector<std::string>{expected});
+  }
+#ifdef CONNWATCH_SMALL_STACK_TEST
+  // Sanitizers need far bigger frames, so only plain builds run this part.
+  // yaml-cpp alone recurses up to 500 levels, more than this stack holds.
+  RunWithSmallStack([] {
+    for (const auto& [text, expected] : cases) {
+      ConfigLoadResult result = LoadConfigString(text, "deep.yaml", "");
+      EXPECT_EQ(result.errors.size(), 1u);
+    }
+  });
+#endif
+}
+
+TEST(ConfigLoad, GarbageNeverCrashes) {
+  std::ifstream in(SourcePath("tests/configs/good/full.yaml"), std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  const std::string base = buffer.str();
+  ASSERT_FALSE(base.empty());
+  const std::string specials = "[]{}:-,#&*!|>'\"%@`?\n\t \\\x80\xff\x01";
+  std::mt19937 rng(20240601);
+  int loaded = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string text = base;
+    const int edits = 1 + static_cast<int>(rng() % 8);
+    for (int e = 0; e < edits; ++e) {
+      const size_t at = rng() % (text.size() + 1);
+      switch (rng() % 4) {
+        case 0:
+          text.insert(at, 1, specials[rng() % specials.size()]);
+          break;
+        case 1:
+          if (at < text.size()) text.erase(at, 1 + rng() % 16);
+          break;
+        case 2:
+          if (at < text.size()) text[at] = static_cast<char>(rng() % 256);
+          break;
+        case 3:
+          text.resize(at);
+          break;
+      }
+    }
+    ConfigLoadResult result = LoadConfigString(text, "fuzz.yaml", "");
+    // Exactly one of the two, and every error says something.
+    ASSERT_NE(result.config.has_value(), !result.errors.empty()) << text;
+    for (const ConfigError& e : result.errors) ASSERT_FALSE(e.message.empty()) << text;
+    loaded += result.config.has_value();
+  }
+  // Most mutations break something; a few land in comments and still load.
+  EXPECT_GT(loaded, 0);
+  EXPECT_LT(loaded, 3000);
+}
+
+TEST(ConfigLoad, HundredThousandTargetsLoadQuickly) {
+  std::string text =
+      "defaults:\n  heartbeat: {send: \"PING\\r\\n\", expect: \"^\\\\+PONG\"}\ntargets:\n";
+  constexpr int kTargets = 100000;
+  for (int i = 0; i < kTargets; ++i) {
+    const std::string n = std::to_string(i);
+    text += "  - name: t" + n + "\n    address: host" + n +
+            ".example.org:" + std::to_string(1 + i % 65535) +
+            "\n    labels: {service: redis, shard: \"" + n + "\"}\n";
+  }
+  // A duplicate at the very end must still point back at the first.
+  text += "  - name: t0\n    address: 192.0.2.1:80\n";
+  const auto start = std::chrono::steady_clock::now();
+  ConfigLoadResult result = LoadConfigString(text, "big.yaml", "");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(ErrorLines(result),
+            std::vector<std::string>{"big.yaml:300004:11: targets[100000].name: duplicate "
+                                     "target name \"t0\" (first defined at 4:11)"});
+  // About 2 s on one core; a quadratic step would take minutes.
+  EXPECT_LT(seconds, 30.0);
+
+  text.resize(text.rfind("  - name: t0\n"));
+  result = LoadConfigString(text, "big.yaml", "");
+  ASSERT_TRUE(result.config) << Dump(result);
+  EXPECT_EQ(result.config->targets.size(), static_cast<size_t>(kTargets));
+  EXPECT_EQ(result.config->targets.back()->name, "t99999");
+}
+
+// ---------------------------------------------------------------------------
+// The corpus: tests/configs/bad/NN-name.yaml, each with the exact error lines
+// in NN-name.expected. CONNWATCH_UPDATE_GOLDEN=1 rewrites the .expected files
+// (then read the diff before committing it).
+
+std::vector<std::string> BadConfigs() {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(SourcePath("tests/configs/bad"))) {
+    if (entry.is_regular_file() && entry.path().extension() == ".yaml") {
+      names.push_back(entry.path().stem().string());
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::vector<std::string> ReadLines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+class ConfigBadFileTest : public testing::TestWithParam<std::string> {};
+
+TEST_P(ConfigBadFileTest, ReportsExactlyTheExpectedErrors) {
+  const std::string stem = SourcePath("tests/configs/bad/" + GetParam());
+  ConfigLoadResult result = LoadConfigFile(stem + ".yaml");
+  EXPECT_FALSE(result.config);
+  const std::vector<std::string> actual = ErrorLines(result);
+  if (std::getenv("CONNWATCH_UPDATE_GOLDEN") != nullptr) {
+    std::ofstream(stem + ".expected") << JoinLines(actual);
+    return;
+  }
+  ASSERT_TRUE(fs::exists(stem + ".expected")) << "missing " << stem << ".expected";
+  const std::vector<std::string> expected = ReadLines(stem + ".expected");
+  EXPECT_EQ(actual, expected) << "actual errors:\n" << JoinLines(actual);
+}
+
+INSTANTIATE_TEST_SUITE_P(ConfigBad, ConfigBadFileTest, testing::ValuesIn(BadConfigs()),
+                         [](const testing::TestParamInfo<std::string>& param) {
+                           std::string name = param.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+TEST(ConfigBadCorpus, IsLargeAndShowsSeveralErrorsPerFile) {
+  const std::vector<std::string> names = BadConfigs();
+  EXPECT_GE(names.size(), 25u);
+  int with_several = 0;
+  for (const std::string& name : names) {
+    const auto lines = ReadLines(SourcePath("tests/configs/bad/" + name + ".expected"));
+    EXPECT_FALSE(lines.empty()) << name;
+    with_several += lines.size() > 1;
+  }
+  EXPECT_GE(with_several, 15);
+}
+
+}  // namespace
+}  // namespace connwatch
