@@ -10,6 +10,7 @@
 #include "event_log.h"
 #include "http_server.h"
 #include "monitor.h"
+#include "service_notify.h"
 #include "version.h"
 
 namespace {
@@ -98,6 +99,17 @@ int main(int argc, char** argv) {
   log.Message(connwatch::LogLevel::kInfo, "listening",
               {{"address", flags.listen_address}, {"port", std::to_string(http.port())}});
 
+  connwatch::ServiceNotifier notifier(monitor.loop(), [&monitor] { return monitor.StatusLine(); });
+  monitor.SetReloadHook([&notifier](bool begin) {
+    if (begin) {
+      notifier.Reloading();
+    } else {
+      notifier.Ready();
+    }
+  });
+  monitor.SetShutdownHook([&notifier] { notifier.Stopping(); });
+  notifier.Start();
+  notifier.Ready();
   monitor.InstallSignalHandlers();
   monitor.Run();
   http.Stop();

@@ -67,6 +67,7 @@ void Monitor::Stop() {
 }
 
 void Monitor::ShutdownInLoop() {
+  if (shutdown_hook_) shutdown_hook_();
   size_t closed = 0;
   for (auto& t : targets_) {
     if (t->up()) ++closed;
@@ -75,6 +76,11 @@ void Monitor::ShutdownInLoop() {
   targets_.clear();
   log_->Message(LogLevel::kInfo, "shutting down", {{"connections_closed", std::to_string(closed)}});
   ev_break(loop_, EVBREAK_ALL);
+}
+
+std::string Monitor::StatusLine() const {
+  return std::to_string(ctx_.targets_by_state[static_cast<size_t>(TargetState::kUp)]) + "/" +
+         std::to_string(targets_.size()) + " targets up";
 }
 
 void Monitor::InstallSignalHandlers() {

@@ -46,6 +46,11 @@ class Monitor : public DaemonControl {
   // Called on the loop thread after each reload attempt (systemd notify hooks in here).
   void SetReloadHook(std::function<void(bool begin)> hook) { reload_hook_ = std::move(hook); }
 
+  // Called on the loop thread when shutdown begins (systemd STOPPING=1).
+  void SetShutdownHook(std::function<void()> hook) { shutdown_hook_ = std::move(hook); }
+  // Loop thread: "412/420 targets up".
+  std::string StatusLine() const;
+
   // Any thread: runs `task` on the loop thread.
   void Post(std::function<void()> task);
 
@@ -94,6 +99,7 @@ class Monitor : public DaemonControl {
   bool last_reload_ok_ = false;
   double last_reload_success_unix_ = 0;
   std::function<void(bool)> reload_hook_;
+  std::function<void()> shutdown_hook_;
 };
 
 }  // namespace connwatch

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake pkg-config git
   libev-dev libyaml-cpp-dev prometheus-cpp-dev libcivetweb-dev libc-ares-dev
-  libre2-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
+  libre2-dev nlohmann-json3-dev libcli11-dev libsystemd-dev libgtest-dev libgmock-dev
   prometheus   # for promtool, which checks /metrics in the tests
   iproute2 procps
 )
