@@ -34,9 +34,9 @@ struct HttpServerOptions {
   // Prometheus exporter form: ":9798" (all interfaces), "127.0.0.1:9798",
   // "[::1]:9798", "localhost:9798". Port 0 picks a free port (see port()).
   std::string listen_address = ":9798";
-  bool enable_lifecycle = false;  // allow POST/PUT /-/reload.
-  int num_threads = 4;            // civetweb workers = concurrent requests.
-  int request_timeout_ms = 10000; // a client slower than this is dropped.
+  bool enable_lifecycle = false;   // allow POST/PUT /-/reload.
+  int num_threads = 4;             // civetweb workers = concurrent requests.
+  int request_timeout_ms = 10000;  // a client slower than this is dropped.
 };
 
 // Turns a Prometheus-style listen address into civetweb's listening_ports

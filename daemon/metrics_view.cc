@@ -1,6 +1,7 @@
 #include "metrics_view.h"
 
 #include <dirent.h>
+#include <prometheus/text_serializer.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -10,8 +11,6 @@
 #include <limits>
 #include <string_view>
 #include <utility>
-
-#include <prometheus/text_serializer.h>
 
 #include "metrics_table.h"
 #include "version.h"
@@ -239,8 +238,7 @@ void AddSnapshotFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* ou
       [](const TargetSnapshot& t) { return static_cast<double>(t.connects); }, out);
   AddReasonFamily(MetricId::kTargetConnectFailures, snapshot, names,
                   &TargetSnapshot::connect_failures, out);
-  AddReasonFamily(MetricId::kTargetDisconnects, snapshot, names, &TargetSnapshot::disconnects,
-                  out);
+  AddReasonFamily(MetricId::kTargetDisconnects, snapshot, names, &TargetSnapshot::disconnects, out);
   AddPerTargetFamily(
       MetricId::kTargetLastChange, snapshot, names, always,
       [](const TargetSnapshot& t) { return t.last_change_unix; }, out);

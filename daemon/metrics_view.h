@@ -9,14 +9,14 @@
 // be collected from any thread as long as that function may be called from it
 // (DaemonControl::GetSnapshot may).
 
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <prometheus/collectable.h>
-#include <prometheus/metric_family.h>
 
 #include "snapshot.h"
 
