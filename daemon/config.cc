@@ -70,14 +70,17 @@ constexpr int64_t kMaxUserTimeoutMs = std::numeric_limits<int32_t>::max();
 // Labels connwatch itself puts on every series; a user label may not shadow them.
 constexpr std::string_view kReservedLabels[] = {"target", "address"};
 
-constexpr std::string_view kMainKeys[] = {"defaults", "targets", "include"};
+constexpr std::string_view kMainKeys[] = {"global", "defaults", "targets", "include"};
+constexpr std::string_view kGlobalKeys[] = {"max_connects_in_flight", "max_connects_per_second"};
 constexpr std::string_view kIncludedKeys[] = {"targets"};
 constexpr std::string_view kSettingKeys[] = {"connect_timeout", "check_interval", "keepalive",
                                              "user_timeout",    "backoff",        "address_family",
-                                             "source_address",  "startup_jitter", "heartbeat"};
+                                             "source_address",  "startup_jitter", "check_jitter",
+                                             "heartbeat"};
 constexpr std::string_view kTargetKeys[] = {
     "name",         "address", "labels",         "connect_timeout", "check_interval", "keepalive",
-    "user_timeout", "backoff", "address_family", "source_address",  "startup_jitter", "heartbeat"};
+    "user_timeout", "backoff", "address_family", "source_address",  "startup_jitter", "check_jitter",
+    "heartbeat"};
 constexpr std::string_view kKeepaliveKeys[] = {"idle", "interval", "count"};
 constexpr std::string_view kBackoffKeys[] = {"initial", "max"};
 constexpr std::string_view kHeartbeatKeys[] = {"send", "expect", "interval", "timeout", "fall"};
@@ -570,6 +573,7 @@ struct Settings {
   Field<AddressFamily> address_family;
   Field<std::string> source_address;
   Field<Millis> startup_jitter;
+  Field<Millis> check_jitter;
   // `heartbeat:` absent (inherit), false/null (off), or a map (on, merged
   // key by key over the defaults' heartbeat).
   enum class Heartbeat : uint8_t { kInherit, kOff, kOn } heartbeat = Heartbeat::kInherit;
@@ -625,6 +629,8 @@ void ApplySettings(const Settings& own, const Settings& d, TargetConfig* target)
       Resolve(own.source_address, &d.source_address, builtin.source_address).value;
   target->startup_jitter =
       Resolve(own.startup_jitter, &d.startup_jitter, builtin.startup_jitter).value;
+  target->check_jitter =
+      Resolve(own.check_jitter, &d.check_jitter, Millis(target->check_interval.count() / 10)).value;
 
   Settings::Heartbeat mode = own.heartbeat;
   if (mode == Settings::Heartbeat::kInherit) mode = d.heartbeat;
@@ -678,6 +684,7 @@ class Loader {
   const YamlNode* Parse(const SourceFile& f, const std::string& text, TreeBuilder* builder);
   void ProcessFile(const SourceFile& f, const YamlNode* root);
   void ProcessDefaults(const SourceFile& f, const YamlNode* node);
+  void ProcessGlobal(const SourceFile& f, const YamlNode* node);
   void ProcessTargets(const SourceFile& f, const YamlNode* node);
   void ProcessTarget(const SourceFile& f, const YamlNode* node, const std::string& path);
   void ParseLabels(const SourceFile& f, const YamlNode* node, const std::string& path,
@@ -719,6 +726,7 @@ class Loader {
   std::vector<int> error_ranks_;  // parallel to errors_.
   int next_rank_ = 0;
   Settings defaults_;
+  GlobalConfig global_;
   std::vector<std::shared_ptr<const TargetConfig>> targets_;
   std::unordered_map<std::string, Place> names_;
   // Files read so far, by "dev:inode": the name each was read under and the
@@ -1012,6 +1020,8 @@ bool Loader::ParseSetting(const SourceFile& f, std::string_view key, const YamlN
     s->source_address = {value->value, value};
   } else if (key == "startup_jitter") {
     s->startup_jitter = {Duration(f, value, path), value};
+  } else if (key == "check_jitter") {
+    s->check_jitter = {Duration(f, value, path), value};
   } else if (key == "heartbeat") {
     ParseHeartbeat(f, value, path, s);
   } else {
@@ -1070,6 +1080,29 @@ void Loader::CheckCombinations(const SourceFile& f, const Settings& own, const S
             "missing \"expect\" (the RE2 regex a reply must match)");
     }
   }
+}
+
+void Loader::ProcessGlobal(const SourceFile& f, const YamlNode* node) {
+  if (node->kind == YamlNode::Kind::kNull) return;
+  if (node->kind != YamlNode::Kind::kMap) {
+    Error(f, node, "global", "expected a map of settings, got " + Describe(node));
+    return;
+  }
+  ForEachPair(f, node, "global",
+              [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
+                const std::string path = Join("global", key);
+                if (key == "max_connects_in_flight") {
+                  if (auto v = Integer(f, value, path, 1, 1000000, nullptr)) {
+                    global_.max_connects_in_flight = *v;
+                  }
+                } else if (key == "max_connects_per_second") {
+                  if (auto v = Integer(f, value, path, 1, 1000000, nullptr)) {
+                    global_.max_connects_per_second = *v;
+                  }
+                } else {
+                  Error(f, key_node, "global", UnknownKeyMessage(key, kGlobalKeys));
+                }
+              });
 }
 
 void Loader::ProcessDefaults(const SourceFile& f, const YamlNode* node) {
@@ -1334,10 +1367,11 @@ void Loader::ProcessFile(const SourceFile& f, const YamlNode* root) {
   if (root->kind != YamlNode::Kind::kMap) {
     Error(f, root, "",
           std::string("the top level must be a map (with \"targets\"") +
-              (f.included ? "" : ", and optionally \"defaults\" and \"include\"") + "), got " +
+              (f.included ? "" : ", and optionally \"global\", \"defaults\" and \"include\"") + "), got " +
               Describe(root));
     return;
   }
+  const YamlNode* global = nullptr;
   const YamlNode* defaults = nullptr;
   const YamlNode* targets = nullptr;
   const YamlNode* include = nullptr;
@@ -1347,6 +1381,8 @@ void Loader::ProcessFile(const SourceFile& f, const YamlNode* root) {
           targets = value;
         } else if (!f.included && key == "defaults") {
           defaults = value;
+        } else if (!f.included && key == "global") {
+          global = value;
         } else if (!f.included && key == "include") {
           include = value;
         } else if (f.included && Contains(kMainKeys, key)) {
@@ -1358,6 +1394,7 @@ void Loader::ProcessFile(const SourceFile& f, const YamlNode* root) {
                            : UnknownKeyMessage(key, kMainKeys));
         }
       });
+  if (global != nullptr) ProcessGlobal(f, global);
   // Defaults first, wherever they are written: every target inherits them.
   if (defaults != nullptr) ProcessDefaults(f, defaults);
   if (targets != nullptr) ProcessTargets(f, targets);
@@ -1426,6 +1463,7 @@ ConfigLoadResult Loader::Run(const std::string& text, const std::string& name,
   }
   if (errors_.empty()) {
     result.config.emplace();
+    result.config->global = global_;
     result.config->targets = std::move(targets_);
     result.config->files = std::move(files_);
     return result;

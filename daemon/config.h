@@ -57,6 +57,10 @@ struct TargetConfig {
   AddressFamily address_family = AddressFamily::kAny;
   std::string source_address;  // empty: let the kernel choose.
   Millis startup_jitter{1000};  // first connect delayed by U[0, startup_jitter).
+  // Each periodic check runs check_interval + U[0, check_jitter) after the
+  // last, so checks of targets connected together drift apart. Unset: 10% of
+  // check_interval.
+  Millis check_jitter{500};
   std::optional<HeartbeatConfig> heartbeat;
 
   // Two targets are equal when nothing that affects the connection or the
@@ -64,7 +68,17 @@ struct TargetConfig {
   bool operator==(const TargetConfig&) const = default;
 };
 
+// Process-wide settings (`global:` in the main file). They bound how fast
+// connwatchd opens connections, so a start-up or a reconnect storm never sends
+// more SYNs than the operator allowed.
+struct GlobalConfig {
+  int max_connects_in_flight = 1000;   // connects started and not yet finished
+  int max_connects_per_second = 1000;  // new attempts (DNS lookup + connect) per second
+  bool operator==(const GlobalConfig&) const = default;
+};
+
 struct Config {
+  GlobalConfig global;
   std::vector<std::shared_ptr<const TargetConfig>> targets;  // in file order.
   std::vector<std::string> files;  // the main file and every included file read.
 };

@@ -12,9 +12,11 @@ Monitor::Monitor(Options options, EventLog* log)
       log_(log),
       loop_owner_{ev_loop_new(static_cast<unsigned>(EVBACKEND_EPOLL) | static_cast<unsigned>(EVFLAG_NOENV))},
       loop_(loop_owner_.loop),
-      resolver_(loop_) {
+      resolver_(loop_),
+      admission_(loop_) {
   ctx_.loop = loop_;
   ctx_.resolver = &resolver_;
+  ctx_.admission = &admission_;
   ctx_.log = log_;
   ctx_.rng.seed(options_.seed ? options_.seed : std::random_device{}());
   ev_async_init(&async_, &Monitor::AsyncCb);
@@ -174,6 +176,7 @@ std::vector<std::string> Monitor::ReloadInLoop() {
 }
 
 void Monitor::Apply(const Config& config) {
+  admission_.Configure(config.global);
   std::unordered_map<std::string, std::unique_ptr<Target>> old;
   old.reserve(targets_.size());
   for (auto& t : targets_) {

@@ -83,6 +83,7 @@ class Monitor : public DaemonControl {
   LoopOwner loop_owner_;
   struct ev_loop* loop_;
   Resolver resolver_;
+  Admission admission_;
   LoopContext ctx_;
   std::vector<std::unique_ptr<Target>> targets_;  // in config order
 

@@ -63,11 +63,17 @@ Target::Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config)
   io_.data = this;
   ev_timer_init(&timer_, &Target::TimerCb, 0., 0.);
   timer_.data = this;
+  ticket_.grant = [this] {
+    holds_slot_ = true;
+    BeginAttempt();
+  };
   last_change_unix_ = UnixNow();
   ++ctx_->targets_by_state[static_cast<size_t>(state_)];
 }
 
 Target::~Target() {
+  ctx_->admission->Cancel(&ticket_);
+  ReleaseSlot();
   resolve_.reset();
   ev_timer_stop(ctx_->loop, &timer_);
   CloseSocket(false);
@@ -115,7 +121,7 @@ void Target::TimerCb(struct ev_loop* /*loop*/, ev_timer* w, int /*revents*/) {
   auto* self = static_cast<Target*>(w->data);
   switch (self->state_) {
     case TargetState::kBackoff:
-      self->BeginAttempt();
+      self->RequestAttempt();
       break;
     case TargetState::kConnecting:
       self->ConnectFailed(Reason::kTimeout, 0,
@@ -131,7 +137,7 @@ void Target::TimerCb(struct ev_loop* /*loop*/, ev_timer* w, int /*revents*/) {
       }
       if (now + kSlack >= self->next_check_) {
         if (!self->Check()) return;
-        self->next_check_ = now + Seconds(self->config_->check_interval);
+        self->next_check_ = self->NextCheckAfter(now);
       }
       if (self->heartbeat_ && now + kSlack >= self->heartbeat_->next_send) {
         if (!self->SendHeartbeat(now)) return;
@@ -143,6 +149,20 @@ void Target::TimerCb(struct ev_loop* /*loop*/, ev_timer* w, int /*revents*/) {
     case TargetState::kCount:
       break;
   }
+}
+
+void Target::RequestAttempt() {
+  if (ctx_->admission->Acquire(&ticket_)) {
+    holds_slot_ = true;
+    BeginAttempt();
+  }
+  // Otherwise ticket_.grant starts the attempt once admitted.
+}
+
+void Target::ReleaseSlot() {
+  if (!holds_slot_) return;
+  holds_slot_ = false;
+  ctx_->admission->Release();
 }
 
 void Target::BeginAttempt() {
@@ -172,6 +192,7 @@ void Target::OnResolved(const std::string& status, std::vector<ResolvedAddress> 
     ctx_->log->Record(std::move(e));
     Transition(TargetEvent::kResolveFailed);
     ScheduleBackoff();
+    ReleaseSlot();
     return;
   }
   // Rotate through the addresses on consecutive failures.
@@ -291,7 +312,7 @@ void Target::OnConnected() {
   last_event_unix_ = e.unix_time;
   ctx_->log->Record(std::move(e));
 
-  next_check_ = now + Seconds(config_->check_interval);
+  next_check_ = NextCheckAfter(now);
   if (config_->heartbeat) {
     if (!heartbeat_) heartbeat_ = std::make_unique<HeartbeatState>();
     auto& hb = *heartbeat_;
@@ -299,9 +320,13 @@ void Target::OnConnected() {
     hb.received.clear();
     hb.outstanding = false;
     hb.failures = 0;
-    if (!SendHeartbeat(now)) return;
+    if (!SendHeartbeat(now)) {
+      ReleaseSlot();
+      return;
+    }
   }
   ArmUpTimer();
+  ReleaseSlot();
 }
 
 void Target::ConnectFailed(Reason reason, int err, std::string detail) {
@@ -320,6 +345,7 @@ void Target::ConnectFailed(Reason reason, int err, std::string detail) {
   ctx_->log->Record(std::move(e));
   Transition(TargetEvent::kConnectFailed);
   ScheduleBackoff();
+  ReleaseSlot();
 }
 
 void Target::ScheduleBackoff() {
@@ -434,6 +460,10 @@ bool Target::HeartbeatDeadlinePassed() {
   return false;
 }
 
+double Target::NextCheckAfter(double now) {
+  return now + Seconds(config_->check_interval) + Seconds(config_->check_jitter) * ctx_->Uniform01();
+}
+
 void Target::ArmUpTimer() {
   double next = next_check_;
   if (heartbeat_) {
@@ -481,6 +511,8 @@ void Target::Die(const Verdict& verdict, const TcpSample& at_death, std::string 
 }
 
 void Target::Close(std::string_view why, bool log) {
+  ctx_->admission->Cancel(&ticket_);
+  ReleaseSlot();
   resolve_.reset();
   ev_timer_stop(ctx_->loop, &timer_);
   const bool was_up = up_;

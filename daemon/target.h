@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "admission.h"
 #include "config.h"
 #include "event_log.h"
 #include "histogram.h"
@@ -35,6 +36,7 @@ namespace connwatch {
 struct LoopContext {
   struct ev_loop* loop = nullptr;
   Resolver* resolver = nullptr;
+  Admission* admission = nullptr;
   EventLog* log = nullptr;
   std::mt19937_64 rng{0};
   std::vector<char> drain_buffer = std::vector<char>(kDrainChunk);
@@ -94,6 +96,9 @@ class Target {
 
   void Transition(TargetEvent event);
   void ArmTimerAt(double mono_deadline);
+  // The backoff expired: start an attempt when admission allows.
+  void RequestAttempt();
+  void ReleaseSlot();
   void BeginAttempt();
   void OnResolved(const std::string& status, std::vector<ResolvedAddress> addresses);
   void BeginConnect();
@@ -109,6 +114,7 @@ class Target {
   bool HeartbeatDeadlinePassed();
   void OnHeartbeatBytes(const char* data, size_t len, double now);
   void ArmUpTimer();
+  double NextCheckAfter(double now);
   void Die(const Verdict& verdict, const TcpSample& at_death, std::string detail);
 
   void CloseSocket(bool reset);
@@ -122,6 +128,8 @@ class Target {
   TargetState state_ = TargetState::kBackoff;
   bool up_ = false;
   uint32_t attempt_ = 0;  // consecutive failed attempts, the backoff exponent
+  Admission::Ticket ticket_;  // our place in the connect queue
+  bool holds_slot_ = false;   // an admission slot is ours until the attempt ends
   std::unique_ptr<Resolver::Request> resolve_;
   ResolvedAddress address_;  // current/last resolved address
   bool has_address_ = false;

@@ -420,7 +420,7 @@ TEST(ConfigLoad, DeepNestingIsAnErrorNotACrash) {
   ConfigLoadResult ok = LoadConfigString(std::string(64, '[') + std::string(64, ']'), "d.yaml", "");
   EXPECT_EQ(ErrorLines(ok), std::vector<std::string>{
                                 "d.yaml:1:1: the top level must be a map (with \"targets\", and "
-                                "optionally \"defaults\" and \"include\"), got a list"});
+                                "optionally \"global\", \"defaults\" and \"include\"), got a list"});
   for (const auto& [text, expected] : cases) {
     ConfigLoadResult result = LoadConfigString(text, "deep.yaml", "");
     EXPECT_EQ(ErrorLines(result), std::vector<std::string>{expected});
@@ -562,6 +562,50 @@ TEST(ConfigBadCorpus, IsLargeAndShowsSeveralErrorsPerFile) {
     with_several += lines.size() > 1;
   }
   EXPECT_GE(with_several, 15);
+}
+
+}  // namespace
+}  // namespace connwatch
+
+namespace connwatch {
+namespace {
+
+TEST(ConfigLoad, GlobalConnectLimitsAndCheckJitter) {
+  ConfigLoadResult result = LoadConfigString(R"(
+global: {max_connects_in_flight: 7, max_connects_per_second: 250}
+defaults: {check_interval: 10s}
+targets:
+  - address: 192.0.2.1:80
+  - address: 192.0.2.2:80
+    check_jitter: 250ms
+)",
+                                             "g.yaml", "");
+  ASSERT_TRUE(result.config) << Dump(result);
+  EXPECT_EQ(result.config->global.max_connects_in_flight, 7);
+  EXPECT_EQ(result.config->global.max_connects_per_second, 250);
+  EXPECT_EQ(result.config->targets[0]->check_jitter, Millis(1000)) << "10% of check_interval";
+  EXPECT_EQ(result.config->targets[1]->check_jitter, Millis(250));
+
+  ConfigLoadResult defaults = LoadConfigString("targets: [{address: 192.0.2.1:80}]\n", "d.yaml", "");
+  ASSERT_TRUE(defaults.config) << Dump(defaults);
+  EXPECT_EQ(defaults.config->global.max_connects_in_flight, 1000);
+  EXPECT_EQ(defaults.config->global.max_connects_per_second, 1000);
+}
+
+TEST(ConfigLoad, GlobalRejectsUnknownKeysAndBadValues) {
+  ConfigLoadResult result = LoadConfigString(R"(
+global:
+  max_connects_in_flight: 0
+  max_connects_per_second: lots
+  connects: 3
+)",
+                                             "g.yaml", "");
+  EXPECT_FALSE(result.config);
+  ASSERT_EQ(result.errors.size(), 3u) << Dump(result);
+  EXPECT_EQ(result.errors[0].path, "global.max_connects_in_flight");
+  EXPECT_EQ(result.errors[1].path, "global.max_connects_per_second");
+  EXPECT_NE(result.errors[2].message.find("unknown key \"connects\""), std::string::npos)
+      << Dump(result);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <thread>
@@ -449,6 +450,91 @@ TEST_F(MonitorTest, StopClosesEveryConnection) {
   EXPECT_TRUE(peer->WaitForOpenConnections(0, kDeadline))
       << "open after stop: " << peer->open_connections();
   EXPECT_EQ(peer->client_fins(), 2u) << "a close we make ourselves is graceful (FIN)";
+}
+
+}  // namespace
+}  // namespace connwatch
+
+namespace connwatch {
+namespace {
+
+TEST_F(MonitorTest, ConnectRateIsCappedAtStartUp) {
+  auto peer = StartPeer();
+  std::string yaml =
+      "global: {max_connects_per_second: 200, max_connects_in_flight: 50}\n" +
+      Defaults() + "targets:\n";
+  constexpr int kTargets = 300;
+  for (int i = 0; i < kTargets; ++i) yaml += Target("t" + std::to_string(i), Addr(*peer));
+  StartMonitor(yaml);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto snap = monitor_->GetSnapshot();
+        return snap && snap->targets_by_state[static_cast<size_t>(TargetState::kUp)] == kTargets;
+      },
+      milliseconds(10000)))
+      << "not all targets up";
+  // 300 attempts at 200/s take about 1.5 s; no 100 ms window may hold more
+  // than the rate allows plus the bucket (20 + 4).
+  std::vector<double> times;
+  for (const Event& e : log_->Recent()) {
+    if (e.kind == "connect") times.push_back(e.unix_time);
+  }
+  ASSERT_EQ(times.size(), static_cast<size_t>(kTargets));
+  std::sort(times.begin(), times.end());
+  size_t worst = 0;
+  for (size_t i = 0, j = 0; i < times.size(); ++i) {
+    while (times[i] - times[j] >= 0.1) ++j;
+    worst = std::max(worst, i - j + 1);
+  }
+  EXPECT_LE(worst, 26u) << "connects in the busiest 100 ms window";
+  EXPECT_GE(times.back() - times.front(), 1.2) << "300 connects at 200/s cannot take less";
+}
+
+TEST_F(MonitorTest, ConnectsInFlightAreCapped) {
+  // Every SYN is dropped (full accept queue): attempts pile up in connecting
+  // unless the in-flight cap holds them back.
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  ASSERT_EQ(listen(lfd, 0), 0);
+  socklen_t len = sizeof sin;
+  getsockname(lfd, reinterpret_cast<sockaddr*>(&sin), &len);
+  std::vector<int> fillers;
+  for (int i = 0; i < 2; ++i) {
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    connect(c, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+    fillers.push_back(c);
+  }
+  const std::string addr = "127.0.0.1:" + std::to_string(ntohs(sin.sin_port));
+  std::string yaml = "global: {max_connects_in_flight: 3}\n" + Defaults() + "targets:\n";
+  for (int i = 0; i < 10; ++i) {
+    yaml += Target("t" + std::to_string(i), addr, "    connect_timeout: 300ms\n");
+  }
+  StartMonitor(yaml);
+  ASSERT_TRUE(!HasFatalFailure());
+  uint64_t max_connecting = 0;
+  uint64_t timeouts = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto snap = monitor_->GetSnapshot();
+        if (!snap) return false;
+        max_connecting = std::max<uint64_t>(
+            max_connecting, snap->targets_by_state[static_cast<size_t>(TargetState::kConnecting)]);
+        timeouts = 0;
+        for (const auto& t : snap->targets) {
+          timeouts += t.connect_failures[static_cast<size_t>(Reason::kTimeout)];
+        }
+        return timeouts >= 10;
+      },
+      milliseconds(10000)))
+      << "timeouts seen: " << timeouts;
+  EXPECT_LE(max_connecting, 3u);
+  EXPECT_GE(max_connecting, 1u);
+  StopMonitor();
+  for (int c : fillers) close(c);
+  close(lfd);
 }
 
 }  // namespace
