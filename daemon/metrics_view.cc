@@ -266,6 +266,7 @@ void AddSnapshotFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* ou
 
   AddHistogram(MetricId::kConnectDuration, snapshot.connect_duration, out);
   AddHistogram(MetricId::kConnectionLifetime, snapshot.connection_lifetime, out);
+  AddHistogram(MetricId::kEventLoopBusy, snapshot.loop_busy, out);
   AddScalar(MetricId::kConfigLastReloadSuccessful, snapshot.last_reload_successful ? 1 : 0, out);
   AddScalar(MetricId::kConfigLastReloadSuccessTimestamp, snapshot.last_reload_success_unix, out);
 }

@@ -25,6 +25,16 @@ Monitor::Monitor(Options options, EventLog* log)
   ev_timer_init(&tick_, &Monitor::TickCb, 0., 1.);
   tick_.data = this;
   ev_timer_again(loop_, &tick_);
+  ev_prepare_init(&prepare_, &Monitor::PrepareCb);
+  prepare_.data = this;
+  ev_prepare_start(loop_, &prepare_);
+  ev_check_init(&check_, &Monitor::CheckCb);
+  check_.data = this;
+  // Runs before every other callback of the iteration, so its time is the wake-up.
+  ev_set_priority(&check_, EV_MAXPRI);
+  ev_check_start(loop_, &check_);
+  ev_unref(loop_);  // neither watcher keeps the loop alive
+  ev_unref(loop_);
   // The loop's own watchers must not keep Run() alive after Stop().
   last_tick_mono_ = MonoNow();
 }
@@ -38,6 +48,20 @@ Monitor::~Monitor() {
   }
   ev_async_stop(loop_, &async_);
   ev_timer_stop(loop_, &tick_);
+  ev_ref(loop_);
+  ev_ref(loop_);
+  ev_prepare_stop(loop_, &prepare_);
+  ev_check_stop(loop_, &check_);
+}
+
+void Monitor::CheckCb(struct ev_loop* /*loop*/, ev_check* w, int /*revents*/) {
+  static_cast<Monitor*>(w->data)->woke_at_ = MonoNow();
+}
+
+void Monitor::PrepareCb(struct ev_loop* /*loop*/, ev_prepare* w, int /*revents*/) {
+  auto* self = static_cast<Monitor*>(w->data);
+  if (self->woke_at_ > 0) self->loop_busy_.Observe(MonoNow() - self->woke_at_);
+  self->woke_at_ = 0;
 }
 
 std::vector<std::string> Monitor::Start() {
@@ -225,6 +249,7 @@ std::shared_ptr<const Snapshot> Monitor::MakeSnapshot() const {
   snap->targets_by_state = ctx_.targets_by_state;
   snap->connect_duration = ctx_.connect_duration.Snapshot();
   snap->connection_lifetime = ctx_.connection_lifetime.Snapshot();
+  snap->loop_busy = loop_busy_.Snapshot();
   snap->config_loaded = ready_.load();
   snap->last_reload_successful = last_reload_ok_;
   snap->last_reload_success_unix = last_reload_success_unix_;

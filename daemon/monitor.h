@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config.h"
+#include "histogram.h"
 #include "event_log.h"
 #include "resolver.h"
 #include "snapshot.h"
@@ -66,6 +67,8 @@ class Monitor : public DaemonControl {
   static void AsyncCb(struct ev_loop* loop, ev_async* w, int revents);
   static void TickCb(struct ev_loop* loop, ev_timer* w, int revents);
   static void SignalCb(struct ev_loop* loop, ev_signal* w, int revents);
+  static void PrepareCb(struct ev_loop* loop, ev_prepare* w, int revents);
+  static void CheckCb(struct ev_loop* loop, ev_check* w, int revents);
 
   std::vector<std::string> ReloadInLoop();
   void Apply(const Config& config);
@@ -89,6 +92,12 @@ class Monitor : public DaemonControl {
 
   ev_async async_;
   ev_timer tick_;
+  // Busy time per iteration: from the wake-up (check) to the next block (prepare).
+  ev_prepare prepare_;
+  ev_check check_;
+  double woke_at_ = 0;
+  FixedHistogram loop_busy_{{0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                             0.5, 1}};
   ev_signal sighup_, sigterm_, sigint_;
   bool signals_installed_ = false;
   std::mutex tasks_mu_;
