@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "metrics_table.h"
+#include "metrics_text.h"
 #include "version.h"
 
 namespace connwatch {
@@ -221,7 +222,7 @@ void AddScalar(MetricId id, double value, std::vector<MetricFamily>* out) {
   out->push_back(std::move(family));
 }
 
-void AddSnapshotFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out) {
+void AddTargetFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out) {
   std::vector<std::string> names;
   names.reserve(snapshot.targets.size());
   for (const TargetSnapshot& t : snapshot.targets) {
@@ -252,7 +253,9 @@ void AddSnapshotFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* ou
       MetricId::kTargetHeartbeatDuration, snapshot, names,
       [](const TargetSnapshot& t) { return t.has_heartbeat; },
       [](const TargetSnapshot& t) { return t.heartbeat_seconds; }, out);
+}
 
+void AddDaemonFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out) {
   {
     const MetricDef& def = Metric(MetricId::kTargets);
     MetricFamily family = NewFamily(MetricId::kTargets, kStateCount);
@@ -352,14 +355,23 @@ std::vector<MetricFamily> MetricsView::Collect() const {
 std::vector<MetricFamily> BuildMetricFamilies(const Snapshot& snapshot) {
   std::vector<MetricFamily> families;
   families.reserve(kMetricCount);
-  AddSnapshotFamilies(snapshot, &families);
+  AddTargetFamilies(snapshot, &families);
+  AddDaemonFamilies(snapshot, &families);
   AddBuildInfo(&families);
   AddProcessFamilies(&families);
   return families;
 }
 
 std::string RenderMetrics(const Snapshot& snapshot) {
-  return prometheus::TextSerializer().Serialize(BuildMetricFamilies(snapshot));
+  std::string out;
+  AppendTargetFamilies(snapshot, &out);
+  std::vector<MetricFamily> families;
+  families.reserve(kMetricCount);
+  AddDaemonFamilies(snapshot, &families);
+  AddBuildInfo(&families);
+  AddProcessFamilies(&families);
+  out += prometheus::TextSerializer().Serialize(families);
+  return out;
 }
 
 std::optional<ProcessStats> ReadProcessStats() {

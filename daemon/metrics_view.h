@@ -41,8 +41,9 @@ class MetricsView : public prometheus::Collectable {
 // target has an RTT yet, no reason counted yet...) are left out.
 std::vector<prometheus::MetricFamily> BuildMetricFamilies(const Snapshot& snapshot);
 
-// BuildMetricFamilies(snapshot) in the text exposition format 0.0.4, the body
-// of GET /metrics.
+// The body of GET /metrics (text format 0.0.4): the bytes TextSerializer
+// writes for BuildMetricFamilies(snapshot), with the per-target families
+// streamed by metrics_text.h instead of built as MetricFamily objects.
 std::string RenderMetrics(const Snapshot& snapshot);
 
 // What process_* reports, with the semantics of the official Prometheus

@@ -1,0 +1,30 @@
+#pragma once
+// A streaming writer for the per-target families of /metrics. With tens of
+// thousands of targets, building prometheus::MetricFamily vectors and running
+// them through prometheus::TextSerializer costs hundreds of milliseconds per
+// scrape; this writer appends the same bytes straight from the snapshot.
+// prometheus-cpp stays the reference: a test proves the output byte-identical
+// to TextSerializer over BuildMetricFamilies for the same snapshot, and the
+// daemon-wide families (state counts, histograms, build info, process_*) are
+// still serialized by prometheus-cpp. Pure functions; any thread.
+
+#include <string>
+#include <string_view>
+
+#include "snapshot.h"
+
+namespace connwatch {
+
+// Appends every per-target family (connwatch_target_*) for `snapshot`, in
+// table order, exactly as TextSerializer would write them.
+void AppendTargetFamilies(const Snapshot& snapshot, std::string* out);
+
+// Appends `value` as prometheus-cpp 1.0.1 writes a double ("%.16g"; "Nan",
+// "+Inf", "-Inf").
+void AppendPrometheusDouble(double value, std::string* out);
+
+// Appends a label value escaped for the text format (\\, \" and \n), after
+// replacing invalid UTF-8 with U+FFFD.
+void AppendLabelValue(std::string_view value, std::string* out);
+
+}  // namespace connwatch
