@@ -269,6 +269,7 @@ void AddDaemonFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out)
 
   AddHistogram(MetricId::kConnectDuration, snapshot.connect_duration, out);
   AddHistogram(MetricId::kConnectionLifetime, snapshot.connection_lifetime, out);
+  AddScalar(MetricId::kChecks, static_cast<double>(snapshot.checks), out);
   AddHistogram(MetricId::kEventLoopBusy, snapshot.loop_busy, out);
   AddScalar(MetricId::kConfigLastReloadSuccessful, snapshot.last_reload_successful ? 1 : 0, out);
   AddScalar(MetricId::kConfigLastReloadSuccessTimestamp, snapshot.last_reload_success_unix, out);

@@ -250,6 +250,7 @@ std::shared_ptr<const Snapshot> Monitor::MakeSnapshot() const {
   snap->connect_duration = ctx_.connect_duration.Snapshot();
   snap->connection_lifetime = ctx_.connection_lifetime.Snapshot();
   snap->loop_busy = loop_busy_.Snapshot();
+  snap->checks = ctx_.checks;
   snap->config_loaded = ready_.load();
   snap->last_reload_successful = last_reload_ok_;
   snap->last_reload_success_unix = last_reload_success_unix_;

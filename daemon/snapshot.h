@@ -52,7 +52,8 @@ struct Snapshot {
   std::array<uint64_t, kStateCount> targets_by_state{};
   HistogramSnapshot connect_duration;     // seconds from connect() to established.
   HistogramSnapshot connection_lifetime;  // seconds a connection stayed up.
-  HistogramSnapshot loop_busy;            // seconds spent handling one loop iteration.
+  HistogramSnapshot loop_busy;
+  uint64_t checks = 0;                    // periodic checks made, all targets.            // seconds spent handling one loop iteration.
   bool config_loaded = false;
   bool last_reload_successful = false;
   double last_reload_success_unix = 0;

@@ -376,6 +376,7 @@ bool Target::ReadAvailable() {
 }
 
 bool Target::Check() {
+  ++ctx_->checks;
   TcpSample s = ReadTcpInfo(fd_);
   if (IsEstablished(s)) {
     last_sample_ = s;

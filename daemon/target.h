@@ -45,6 +45,7 @@ struct LoopContext {
   FixedHistogram connection_lifetime{
       {1, 10, 60, 300, 900, 1800, 3600, 10800, 21600, 43200, 86400, 604800}};
   std::array<uint64_t, kStateCount> targets_by_state{};
+  uint64_t checks = 0;  // periodic checks made
   // Compiled heartbeat regexes shared by every target with the same pattern.
   std::unordered_map<std::string, std::shared_ptr<const re2::RE2>> regex_cache;
 

@@ -539,3 +539,26 @@ TEST_F(MonitorTest, ConnectsInFlightAreCapped) {
 
 }  // namespace
 }  // namespace connwatch
+
+namespace connwatch {
+namespace {
+
+TEST_F(MonitorTest, PeriodicChecksAreCountedAndKeepAHealthyTargetUp) {
+  auto peer = StartPeer();
+  StartMonitor(Defaults() + "targets:\n" +
+               Target("a", Addr(*peer), "    check_interval: 50ms\n    check_jitter: 10ms\n"));
+  WaitUp("a");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto snap = monitor_->GetSnapshot();
+        return snap && snap->checks >= 5;
+      },
+      kDeadline));
+  TargetSnapshot t = WaitUp("a");
+  EXPECT_EQ(t.connects, 1u);
+  auto snap = monitor_->GetSnapshot();
+  EXPECT_GT(snap->loop_busy.count, 0u) << "loop iterations are measured";
+}
+
+}  // namespace
+}  // namespace connwatch
