@@ -52,8 +52,8 @@ class Admission {
   struct ev_loop* loop_;
   ev_timer timer_;
   double rate_ = 1000;      // tokens per second
-  double burst_ = 20;       // bucket capacity
-  double tokens_ = 20;
+  double burst_ = 1;        // bucket capacity
+  double tokens_ = 1;
   double last_refill_ = 0;  // monotonic
   size_t max_in_flight_ = 1000;
   size_t in_flight_ = 0;

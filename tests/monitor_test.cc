@@ -474,7 +474,8 @@ TEST_F(MonitorTest, ConnectRateIsCappedAtStartUp) {
       milliseconds(10000)))
       << "not all targets up";
   // 300 attempts at 200/s take about 1.5 s; no 100 ms window may hold more
-  // than the rate allows plus the bucket (20 + 4).
+  // than the rate allows (20) plus the one-token bucket, with slack for
+  // completions that land in the same loop iteration.
   std::vector<double> times;
   for (const Event& e : log_->Recent()) {
     if (e.kind == "connect") times.push_back(e.unix_time);
@@ -486,7 +487,7 @@ TEST_F(MonitorTest, ConnectRateIsCappedAtStartUp) {
     while (times[i] - times[j] >= 0.1) ++j;
     worst = std::max(worst, i - j + 1);
   }
-  EXPECT_LE(worst, 26u) << "connects in the busiest 100 ms window";
+  EXPECT_LE(worst, 24u) << "connects in the busiest 100 ms window";
   EXPECT_GE(times.back() - times.front(), 1.2) << "300 connects at 200/s cannot take less";
 }
 
