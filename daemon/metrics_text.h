@@ -8,6 +8,7 @@
 // daemon-wide families (state counts, histograms, build info, process_*) are
 // still serialized by prometheus-cpp. Pure functions; any thread.
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -15,8 +16,17 @@
 
 namespace connwatch {
 
-// Appends every per-target family (connwatch_target_*) for `snapshot`, in
-// table order, exactly as TextSerializer would write them.
+// Receives the exposition in pieces of about kChunkBytes.
+using TextWriter = std::function<void(std::string_view)>;
+inline constexpr size_t kChunkBytes = 64 * 1024;
+
+// Writes every per-target family (connwatch_target_*) for `snapshot`, in
+// table order, exactly as TextSerializer would write them, handing `write`
+// a piece whenever about kChunkBytes are ready: memory stays O(1) in the
+// number of targets and no large buffer is ever touched.
+void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write);
+
+// The same bytes appended to one string (tests, small snapshots).
 void AppendTargetFamilies(const Snapshot& snapshot, std::string* out);
 
 // Appends `value` as prometheus-cpp 1.0.1 writes a double ("%.16g"; "Nan",

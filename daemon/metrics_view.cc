@@ -363,15 +363,19 @@ std::vector<MetricFamily> BuildMetricFamilies(const Snapshot& snapshot) {
   return families;
 }
 
-std::string RenderMetrics(const Snapshot& snapshot) {
-  std::string out;
-  AppendTargetFamilies(snapshot, &out);
+void StreamMetrics(const Snapshot& snapshot, const std::function<void(std::string_view)>& write) {
+  WriteTargetFamilies(snapshot, write);
   std::vector<MetricFamily> families;
   families.reserve(kMetricCount);
   AddDaemonFamilies(snapshot, &families);
   AddBuildInfo(&families);
   AddProcessFamilies(&families);
-  out += prometheus::TextSerializer().Serialize(families);
+  write(prometheus::TextSerializer().Serialize(families));
+}
+
+std::string RenderMetrics(const Snapshot& snapshot) {
+  std::string out;
+  StreamMetrics(snapshot, [&out](std::string_view piece) { out.append(piece); });
   return out;
 }
 

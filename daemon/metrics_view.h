@@ -46,6 +46,10 @@ std::vector<prometheus::MetricFamily> BuildMetricFamilies(const Snapshot& snapsh
 // streamed by metrics_text.h instead of built as MetricFamily objects.
 std::string RenderMetrics(const Snapshot& snapshot);
 
+// RenderMetrics in pieces: the per-target families streamed chunk by chunk,
+// then the daemon's own families. Peak memory does not grow with targets.
+void StreamMetrics(const Snapshot& snapshot, const std::function<void(std::string_view)>& write);
+
 // What process_* reports, with the semantics of the official Prometheus
 // clients: CPU user+system seconds, RSS and VSZ from /proc/self/stat, open fds
 // from /proc/self/fd, the soft RLIMIT_NOFILE, and the start time from the

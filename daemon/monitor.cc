@@ -244,8 +244,8 @@ void Monitor::Apply(const Config& config) {
 std::shared_ptr<const Snapshot> Monitor::MakeSnapshot() const {
   auto snap = std::make_shared<Snapshot>();
   snap->taken_unix = UnixNow();
-  snap->targets.resize(targets_.size());
-  for (size_t i = 0; i < targets_.size(); ++i) targets_[i]->FillSnapshot(&snap->targets[i]);
+  snap->targets.reserve(targets_.size());
+  for (const auto& t : targets_) t->FillSnapshot(&snap->targets.emplace_back());
   snap->targets_by_state = ctx_.targets_by_state;
   snap->connect_duration = ctx_.connect_duration.Snapshot();
   snap->connection_lifetime = ctx_.connection_lifetime.Snapshot();

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 
 #include "backoff.h"
@@ -87,8 +88,13 @@ void Target::Transition(TargetEvent event) {
   state_ = next;
 }
 
-void Target::ArmTimerAt(double mono_deadline) {
-  double delay = mono_deadline - MonoNow();
+double Target::LoopNow() const { return ev_now(ctx_->loop); }
+
+void Target::ArmTimerAt(double deadline) {
+  // NOTE: relative to the loop's cached time, so targets given the same
+  // deadline land on the same instant of libev's timer heap and expire in
+  // one loop iteration (check batching depends on it).
+  double delay = deadline - LoopNow();
   ev_timer_stop(ctx_->loop, &timer_);
   ev_timer_set(&timer_, delay > 0 ? delay : 0., 0.);
   ev_timer_start(ctx_->loop, &timer_);
@@ -96,7 +102,7 @@ void Target::ArmTimerAt(double mono_deadline) {
 
 void Target::Start() {
   double jitter = Seconds(config_->startup_jitter) * ctx_->Uniform01();
-  ArmTimerAt(MonoNow() + jitter);
+  ArmTimerAt(LoopNow() + jitter);
 }
 
 void Target::IoCb(struct ev_loop* /*loop*/, ev_io* w, int /*revents*/) {
@@ -129,7 +135,7 @@ void Target::TimerCb(struct ev_loop* /*loop*/, ev_timer* w, int /*revents*/) {
                               FormatDuration(self->config_->connect_timeout));
       break;
     case TargetState::kUp: {
-      const double now = MonoNow();
+      const double now = self->LoopNow();
       constexpr double kSlack = 0.0005;  // timers may fire a hair early
       if (self->heartbeat_ && self->heartbeat_->outstanding &&
           now + kSlack >= self->heartbeat_->deadline) {
@@ -198,6 +204,7 @@ void Target::OnResolved(const std::string& status, std::vector<ResolvedAddress> 
   // Rotate through the addresses on consecutive failures.
   address_ = addresses[attempt_ % addresses.size()];
   has_address_ = true;
+  resolved_text_ = address_.ToString();
   Transition(TargetEvent::kResolved);
   BeginConnect();
 }
@@ -250,7 +257,7 @@ void Target::BeginConnect() {
   // NOTE: watch for EV_WRITE only now; an unconnected socket reports HUP|OUT.
   ev_io_set(&io_, fd_, EV_WRITE);
   ev_io_start(ctx_->loop, &io_);
-  ArmTimerAt(connect_started_ + Seconds(config_->connect_timeout));
+  ArmTimerAt(LoopNow() + Seconds(config_->connect_timeout));
 }
 
 void Target::OnConnectWritable() {
@@ -290,6 +297,7 @@ void Target::OnConnected() {
     return;
   }
   const double now = MonoNow();
+  const double loop_now = LoopNow();
   ev_io_stop(ctx_->loop, &io_);
   ev_io_set(&io_, fd_, EV_READ);
   ev_io_start(ctx_->loop, &io_);
@@ -312,7 +320,7 @@ void Target::OnConnected() {
   last_event_unix_ = e.unix_time;
   ctx_->log->Record(std::move(e));
 
-  next_check_ = NextCheckAfter(now);
+  next_check_ = NextCheckAfter(loop_now);
   if (config_->heartbeat) {
     if (!heartbeat_) heartbeat_ = std::make_unique<HeartbeatState>();
     auto& hb = *heartbeat_;
@@ -320,7 +328,7 @@ void Target::OnConnected() {
     hb.received.clear();
     hb.outstanding = false;
     hb.failures = 0;
-    if (!SendHeartbeat(now)) {
+    if (!SendHeartbeat(loop_now)) {
       ReleaseSlot();
       return;
     }
@@ -351,7 +359,7 @@ void Target::ConnectFailed(Reason reason, int err, std::string detail) {
 void Target::ScheduleBackoff() {
   Millis delay = BackoffDelay(config_->backoff, attempt_, ctx_->Uniform01());
   if (attempt_ < 64) ++attempt_;
-  ArmTimerAt(MonoNow() + Seconds(delay));
+  ArmTimerAt(LoopNow() + Seconds(delay));
 }
 
 bool Target::ReadAvailable() {
@@ -406,7 +414,7 @@ bool Target::SendHeartbeat(double now) {
   if (hb.outstanding) return true;  // the previous one is still within its timeout
   hb.received.clear();
   hb.outstanding = true;
-  hb.sent_at = now;
+  hb.sent_at = MonoNow();  // for the round trip; deadlines use loop time
   hb.deadline = now + Seconds(cfg.timeout);
   ssize_t n = send(fd_, cfg.send.data(), cfg.send.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   if (n >= 0) return true;
@@ -462,7 +470,13 @@ bool Target::HeartbeatDeadlinePassed() {
 }
 
 double Target::NextCheckAfter(double now) {
-  return now + Seconds(config_->check_interval) + Seconds(config_->check_jitter) * ctx_->Uniform01();
+  const double at =
+      now + Seconds(config_->check_interval) + Seconds(config_->check_jitter) * ctx_->Uniform01();
+  // Checks are rounded up to a 20 ms grid: the targets due in one slot are
+  // checked in one loop iteration, so the wake-up (epoll_wait, timer heap
+  // work) is shared and a check costs about its one getsockopt().
+  constexpr double kCheckSlot = 0.020;
+  return std::ceil(at / kCheckSlot) * kCheckSlot;
 }
 
 void Target::ArmUpTimer() {
@@ -557,7 +571,7 @@ Event Target::MakeEvent(std::string kind, LogLevel level) const {
   e.kind = std::move(kind);
   e.target = config_->name;
   e.address = config_->address;
-  if (has_address_) e.resolved_address = address_.ToString();
+  e.resolved_address = resolved_text_;
   return e;
 }
 
@@ -566,7 +580,7 @@ void Target::FillSnapshot(TargetSnapshot* out) const {
   out->state = state_;
   out->up = up_;
   out->last_change_unix = last_change_unix_;
-  if (has_address_) out->resolved_address = address_.ToString();
+  out->resolved_address = resolved_text_;
   out->has_last_event = has_last_event_;
   if (has_last_event_) {
     out->last_event_kind = kEventKinds[last_event_kind_];

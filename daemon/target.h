@@ -83,9 +83,9 @@ class Target {
     std::shared_ptr<const re2::RE2> expect;
     std::string received;      // bytes since the last send, capped.
     bool outstanding = false;  // a request was sent and no reply matched yet.
-    double sent_at = 0;        // monotonic
-    double deadline = 0;       // monotonic
-    double next_send = 0;      // monotonic
+    double sent_at = 0;        // monotonic (MonoNow), for the round trip
+    double deadline = 0;       // loop time (LoopNow)
+    double next_send = 0;      // loop time
     int failures = 0;          // consecutive
     bool has_rtt = false;
     double last_rtt = 0;
@@ -96,7 +96,9 @@ class Target {
   static void TimerCb(struct ev_loop* loop, ev_timer* w, int revents);
 
   void Transition(TargetEvent event);
-  void ArmTimerAt(double mono_deadline);
+  // The loop's cached clock (ev_now): the time base of every deadline below.
+  double LoopNow() const;
+  void ArmTimerAt(double deadline);
   // The backoff expired: start an attempt when admission allows.
   void RequestAttempt();
   void ReleaseSlot();
@@ -134,10 +136,11 @@ class Target {
   std::unique_ptr<Resolver::Request> resolve_;
   ResolvedAddress address_;  // current/last resolved address
   bool has_address_ = false;
+  std::string resolved_text_;  // address_ as text, made once per resolution
 
   double connect_started_ = 0;  // monotonic
   double up_since_ = 0;         // monotonic
-  double next_check_ = 0;       // monotonic
+  double next_check_ = 0;       // loop time (LoopNow)
   double last_change_unix_ = 0;
   TcpSample last_sample_;       // last TCP_INFO of the current connection
 

@@ -119,3 +119,24 @@ TEST(MetricsText, RenderMetricsKeepsTableOrderAndDaemonFamilies) {
 
 }  // namespace
 }  // namespace connwatch
+
+namespace connwatch {
+namespace {
+
+TEST(MetricsText, StreamedInBoundedPiecesWithTheSameBytes) {
+  std::mt19937_64 rng(99);
+  Snapshot snap = RandomSnapshot(rng, 3000);
+  std::string joined;
+  size_t pieces = 0, largest = 0;
+  WriteTargetFamilies(snap, [&](std::string_view piece) {
+    ++pieces;
+    largest = std::max(largest, piece.size());
+    joined.append(piece);
+  });
+  EXPECT_EQ(joined, ReferenceTargetText(snap));
+  EXPECT_GT(pieces, 3u);
+  EXPECT_LT(largest, kChunkBytes + 4096) << "a piece is one chunk plus at most one line";
+}
+
+}  // namespace
+}  // namespace connwatch
