@@ -100,6 +100,7 @@ void Monitor::ShutdownInLoop() {
     t->Close("shutdown", false);
   }
   targets_.clear();
+  ++targets_generation_;
   log_->Message(LogLevel::kInfo, "shutting down", {{"connections_closed", std::to_string(closed)}});
   ev_break(loop_, EVBREAK_ALL);
 }
@@ -158,11 +159,21 @@ bool Monitor::Healthy() {
   return running_.load() && MonoNow() - last_tick_mono_.load() < 3.0;
 }
 
+struct Monitor::SnapshotJob {
+  std::shared_ptr<std::promise<std::shared_ptr<const Snapshot>>> promise;
+  std::shared_ptr<Snapshot> snapshot = std::make_shared<Snapshot>();
+  size_t next = 0;
+  uint64_t generation = 0;
+  bool started = false;
+};
+
 std::shared_ptr<const Snapshot> Monitor::GetSnapshot() {
   if (!running_.load()) return nullptr;
   auto promise = std::make_shared<std::promise<std::shared_ptr<const Snapshot>>>();
   auto future = promise->get_future();
-  Post([this, promise] { promise->set_value(MakeSnapshot()); });
+  auto job = std::make_shared<SnapshotJob>();
+  job->promise = promise;
+  Post([this, job] { ContinueSnapshot(job); });
   if (future.wait_for(std::chrono::seconds(5)) != std::future_status::ready) return nullptr;
   return future.get();
 }
@@ -231,6 +242,7 @@ void Monitor::Apply(const Config& config) {
     target->Start();
     targets_.push_back(std::move(target));
   }
+  ++targets_generation_;
   for (auto& [name, target] : old) target->Close("removed from config", true);
   const size_t removed = old.size();
   old.clear();
@@ -241,20 +253,35 @@ void Monitor::Apply(const Config& config) {
                  {"removed", std::to_string(removed)}});
 }
 
-std::shared_ptr<const Snapshot> Monitor::MakeSnapshot() const {
-  auto snap = std::make_shared<Snapshot>();
-  snap->taken_unix = UnixNow();
-  snap->targets.reserve(targets_.size());
-  for (const auto& t : targets_) t->FillSnapshot(&snap->targets.emplace_back());
-  snap->targets_by_state = ctx_.targets_by_state;
-  snap->connect_duration = ctx_.connect_duration.Snapshot();
-  snap->connection_lifetime = ctx_.connection_lifetime.Snapshot();
-  snap->loop_busy = loop_busy_.Snapshot();
-  snap->checks = ctx_.checks;
-  snap->config_loaded = ready_.load();
-  snap->last_reload_successful = last_reload_ok_;
-  snap->last_reload_success_unix = last_reload_success_unix_;
-  return snap;
+
+void Monitor::ContinueSnapshot(const std::shared_ptr<SnapshotJob>& job) {
+  Snapshot& snap = *job->snapshot;
+  if (!job->started || job->generation != targets_generation_) {
+    // First slice, or the target list changed under us: start over.
+    job->started = true;
+    job->generation = targets_generation_;
+    job->next = 0;
+    snap.targets.clear();
+    snap.targets.reserve(targets_.size());
+  }
+  const size_t end = std::min(targets_.size(), job->next + kSnapshotSlice);
+  for (; job->next < end; ++job->next) targets_[job->next]->FillSnapshot(&snap.targets.emplace_back());
+  if (job->next < targets_.size()) {
+    // The next slice runs in a later iteration, after pending I/O.
+    Post([this, job] { ContinueSnapshot(job); });
+    return;
+  }
+  snap.taken_unix = UnixNow();
+  snap.targets_by_state.fill(0);
+  for (const auto& t : snap.targets) ++snap.targets_by_state[static_cast<size_t>(t.state)];
+  snap.connect_duration = ctx_.connect_duration.Snapshot();
+  snap.connection_lifetime = ctx_.connection_lifetime.Snapshot();
+  snap.loop_busy = loop_busy_.Snapshot();
+  snap.checks = ctx_.checks;
+  snap.config_loaded = ready_.load();
+  snap.last_reload_successful = last_reload_ok_;
+  snap.last_reload_success_unix = last_reload_success_unix_;
+  job->promise->set_value(std::move(job->snapshot));
 }
 
 }  // namespace connwatch

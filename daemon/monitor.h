@@ -6,6 +6,7 @@
 #include <ev.h>
 
 #include <atomic>
+#include <future>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -72,7 +73,14 @@ class Monitor : public DaemonControl {
 
   std::vector<std::string> ReloadInLoop();
   void Apply(const Config& config);
-  std::shared_ptr<const Snapshot> MakeSnapshot() const;
+  // A snapshot is copied in slices of kSnapshotSlice targets, one slice per
+  // loop iteration, so a scrape of 100,000 targets never holds the loop for
+  // more than a fraction of a millisecond. A reload between slices restarts
+  // the copy. Each target's figures are consistent; targets_by_state is
+  // counted from the copied states, so it always agrees with the series.
+  struct SnapshotJob;
+  static constexpr size_t kSnapshotSlice = 2000;
+  void ContinueSnapshot(const std::shared_ptr<SnapshotJob>& job);
   void ShutdownInLoop();
 
   // Destroys the loop after every watcher on it (declared before them).
@@ -89,6 +97,7 @@ class Monitor : public DaemonControl {
   Admission admission_;
   LoopContext ctx_;
   std::vector<std::unique_ptr<Target>> targets_;  // in config order
+  uint64_t targets_generation_ = 0;               // bumped whenever targets_ changes
 
   ev_async async_;
   ev_timer tick_;

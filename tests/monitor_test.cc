@@ -563,3 +563,31 @@ TEST_F(MonitorTest, PeriodicChecksAreCountedAndKeepAHealthyTargetUp) {
 
 }  // namespace
 }  // namespace connwatch
+
+namespace connwatch {
+namespace {
+
+TEST_F(MonitorTest, SnapshotOfManyTargetsIsCompleteAndInOrder) {
+  // More targets than one snapshot slice holds (the copy spans iterations).
+  auto peer = StartPeer();
+  constexpr int kTargets = 4500;
+  std::string yaml = "global: {max_connects_per_second: 100000}\n" + Defaults() + "targets:\n";
+  for (int i = 0; i < kTargets; ++i) yaml += Target("t" + std::to_string(i), Addr(*peer));
+  StartMonitor(yaml);
+  std::shared_ptr<const Snapshot> snap;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        snap = monitor_->GetSnapshot();
+        return snap && snap->targets_by_state[static_cast<size_t>(TargetState::kUp)] == kTargets;
+      },
+      milliseconds(30000)))
+      << "up: " << (snap ? snap->targets_by_state[static_cast<size_t>(TargetState::kUp)] : 0);
+  ASSERT_EQ(snap->targets.size(), static_cast<size_t>(kTargets));
+  for (int i = 0; i < kTargets; ++i) {
+    ASSERT_EQ(snap->targets[i].config->name, "t" + std::to_string(i));
+    ASSERT_TRUE(snap->targets[i].up);
+  }
+}
+
+}  // namespace
+}  // namespace connwatch
