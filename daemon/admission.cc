@@ -20,10 +20,10 @@ Admission::~Admission() {
 void Admission::Configure(const GlobalConfig& config) {
   Refill(MonoNow());
   rate_ = std::max(1, config.max_connects_per_second);
-  // A bucket of 1 ms worth of attempts (at least one): no 100 ms window can
-  // carry more than 1% over the rate. A timer that fires late loses tokens
-  // rather than bursting to catch up.
-  burst_ = std::max(1.0, rate_ / 1000.0);
+  // A bucket of 2 ms worth of attempts (at least one): no 100 ms window can
+  // carry more than 2% over the rate, and a timer that fires a millisecond
+  // late (libev's epoll timeouts have millisecond resolution) loses nothing.
+  burst_ = std::max(1.0, rate_ / 500.0);
   tokens_ = std::min(tokens_, burst_);
   max_in_flight_ = static_cast<size_t>(std::max(1, config.max_connects_in_flight));
   GrantWaiting();
