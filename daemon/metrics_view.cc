@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <prometheus/text_serializer.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -330,13 +331,15 @@ double FieldNumber(const std::vector<std::string_view>& fields, int proc_field) 
   return std::strtod(text.c_str(), nullptr);
 }
 
-// btime: boot time, seconds since the epoch. 0 when unreadable.
+// Boot time, seconds since the epoch: the wall clock minus the time since
+// boot (CLOCK_BOOTTIME counts suspend too, like /proc/stat's btime). Needs no
+// file outside /proc/self, so the unit can use ProcSubset=pid.
 double BootTime() {
-  std::string text;
-  if (!ReadSmallFile("/proc/stat", &text)) return 0;
-  size_t pos = text.find("\nbtime ");
-  if (pos == std::string::npos) return 0;
-  return std::strtod(text.c_str() + pos + 7, nullptr);
+  timespec real, boot;
+  clock_gettime(CLOCK_REALTIME, &real);
+  clock_gettime(CLOCK_BOOTTIME, &boot);
+  return static_cast<double>(real.tv_sec - boot.tv_sec) +
+         static_cast<double>(real.tv_nsec - boot.tv_nsec) * 1e-9;
 }
 
 }  // namespace

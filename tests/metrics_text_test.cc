@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
+#include <limits>
 #include <random>
 
 #include "metrics_view.h"
@@ -99,7 +100,8 @@ TEST(MetricsText, DoublesAsPrometheusCppWritesThem) {
   } rows[] = {{1, "1"},           {0, "0"},
               {3e-06, "3e-06"},   {1795617962.628006, "1795617962.628006"},
               {0.1, "0.1"},       {1e17, "1e+17"},
-              {1.0 / 0, "+Inf"},  {-1.0 / 0, "-Inf"},
+              {std::numeric_limits<double>::infinity(), "+Inf"},
+              {-std::numeric_limits<double>::infinity(), "-Inf"},
               {std::nan(""), "Nan"}};
   for (const auto& row : rows) {
     std::string out;

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Checks the files the package ships against what they describe, without
+# building or installing the package (no root needed):
+#  - both manual pages render without a warning from man/groff;
+#  - connwatchd(8) documents every flag of `connwatchd --help`, with its
+#    default, and no flag the binary lacks;
+#  - connwatch.yaml(5) names every key of the tables in docs/CONFIG.md;
+#  - the default /etc/connwatch/connwatch.yaml passes --check-config, watches
+#    nothing, includes targets.d/*.yaml, and its commented examples pass too
+#    once uncommented;
+#  - packaging/changelog's top entry is the binary's version.
+# Usage: packaging_files_test.sh SOURCE_DIR CONNWATCHD_BINARY PACKAGING_BUILD_DIR
+# (PACKAGING_BUILD_DIR holds the manual pages configured by packaging.cmake.)
+# Exit 0 pass, 1 fail, 77 skip (man is not installed).
+set -uo pipefail
+
+src=$1
+binary=$2
+pkgdir=$3
+
+if ! command -v man >/dev/null; then
+  echo "SKIP: man is not installed (package man-db)"
+  exit 77
+fi
+
+tmp=$(mktemp -d /tmp/connwatch-pkgfiles-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# Renders a page as plain text; its warnings go to $tmp/warnings.
+render() {
+  LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$1" 2>"$tmp/warnings" | col -bx
+}
+
+# 1. Both pages render cleanly.
+for page in connwatchd.8 connwatch.yaml.5; do
+  if [ ! -f "$pkgdir/$page" ]; then
+    fail "$pkgdir/$page is missing (configured by packaging/packaging.cmake)"
+    continue
+  fi
+  render "$pkgdir/$page" >"$tmp/$page.txt"
+  if [ -s "$tmp/warnings" ]; then
+    fail "$page: man/groff warnings:"
+    cat "$tmp/warnings"
+  else
+    echo "ok: $page renders without warnings"
+  fi
+done
+
+# 2. connwatchd(8) and --help agree.
+help=$("$binary" --help)
+mapfile -t help_flags < <(grep -oE -- '--[a-z][a-z.-]*[a-z]' <<<"$help" | sort -u)
+mapfile -t man_flags < <(grep -oE -- '--[a-z][a-z.-]*[a-z]' "$tmp/connwatchd.8.txt" | sort -u)
+if [ ${#help_flags[@]} -lt 8 ]; then
+  fail "found only ${#help_flags[@]} flags in --help: $help"
+fi
+for f in "${help_flags[@]}"; do
+  grep -qF -- "$f" "$tmp/connwatchd.8.txt" || fail "connwatchd(8) does not document $f"
+done
+for f in "${man_flags[@]}"; do
+  printf '%s\n' "${help_flags[@]}" | grep -qxF -- "$f" ||
+    fail "connwatchd(8) documents $f, which connwatchd --help does not list"
+done
+# Defaults, as --help shows them: "--config.file TEXT=/etc/connwatch/connwatch.yaml".
+while read -r flag default; do
+  grep -qF -- "$default" "$tmp/connwatchd.8.txt" ||
+    fail "connwatchd(8) does not give $flag's default $default"
+done < <(sed -nE 's/^ +(--[a-z.-]+) [A-Z]+(:\{[^}]*\})?=([^ ]+).*/\1 \3/p' <<<"$help")
+echo "ok: connwatchd(8) and --help checked (${#help_flags[@]} flags)"
+
+# 3. connwatch.yaml(5) names every key of docs/CONFIG.md's tables.
+mapfile -t keys < <(sed -nE 's/^\| `([a-z_.]+)` \|.*/\1/p' "$src/docs/CONFIG.md" | sort -u)
+if [ ${#keys[@]} -lt 15 ]; then
+  fail "found only ${#keys[@]} keys in docs/CONFIG.md's tables"
+fi
+for k in "${keys[@]}"; do
+  grep -qE -- "(^|[^a-z_])${k//./\\.}([^a-z_]|$)" "$tmp/connwatch.yaml.5.txt" ||
+    fail "connwatch.yaml(5) does not mention the key $k (docs/CONFIG.md)"
+done
+echo "ok: connwatch.yaml(5) checked against ${#keys[@]} keys of docs/CONFIG.md"
+
+# 4. The default configuration.
+config="$src/packaging/connwatch.yaml"
+if out=$("$binary" --check-config --config.file="$config" 2>&1) &&
+   grep -q 'OK, 0 target(s)' <<<"$out"; then
+  echo "ok: default config: $out"
+else
+  fail "the default config must pass --check-config and watch nothing: $out"
+fi
+grep -qE '^include:' "$config" && grep -qF '"targets.d/*.yaml"' "$config" ||
+  fail "the default config does not include targets.d/*.yaml"
+# Uncomment everything from "#global:" on: the examples must be valid.
+awk '/^#global:/ { on = 1 } on && /^#(global:|defaults:|  )/ { sub(/^#/, "") } { print }' \
+  "$config" >"$tmp/connwatch.yaml"
+mkdir "$tmp/targets.d"
+printf 'targets:\n  - name: from-targets-d\n    address: 192.0.2.7:443\n' >"$tmp/targets.d/extra.yaml"
+if out=$("$binary" --check-config --config.file="$tmp/connwatch.yaml" 2>&1) &&
+   grep -qE 'OK, [1-9][0-9]* target\(s\) from 2 file\(s\)' <<<"$out"; then
+  echo "ok: default config, examples uncommented, plus a targets.d file: $out"
+else
+  fail "the default config's examples, uncommented, must pass --check-config: $out"
+fi
+
+# 5. The changelog names the version the binary reports.
+version=$("$binary" --version | sed -nE 's/^connwatchd ([^ ]+) .*/\1/p')
+top=$(sed -nE '1s/^connwatch \(([^)-]+)-[^)]+\).*/\1/p' "$src/packaging/changelog")
+if [ -n "$version" ] && [ "$version" = "$top" ]; then
+  echo "ok: packaging/changelog's top entry is $version"
+else
+  fail "packaging/changelog's top entry is '$top' but connwatchd is '$version': add an entry"
+fi
+
+if [ $failures -ne 0 ]; then
+  echo "$failures check(s) failed"
+  exit 1
+fi
+echo "all checks passed"

@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# Runs connwatchd as the systemd service, sandbox and all, under a real
+# systemd: boots a throwaway container (systemd-nspawn) whose /usr is the
+# host's with the build's install tree laid over it, and whose /etc holds only
+# what the daemon and systemd need. Nothing on the host changes.
+#
+# Checks: `systemctl start` returns once READY=1 came; targets reached by
+# address and by name (/etc/hosts through c-ares) come up; STATUS= shows them;
+# /metrics answers, process_start_time_seconds is sane (/proc/stat readable);
+# `systemctl reload` with a broken file fails and the service runs on; with a
+# good file it applies it; TLS works with the key handed over by
+# LoadCredential= (the recipe in docs/SYSTEMD.md); a stopped (stuck) daemon is
+# killed by the watchdog and restarted; `systemctl stop` ends it cleanly.
+#
+# Needs root and systemd-nspawn (package systemd-container); skipped (77)
+# otherwise. Usage: service_test.sh BUILD_DIR (what `cmake --install` installs
+# from it is what the package holds).
+set -uo pipefail
+
+build=$1
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "SKIP: booting a container needs root"
+  exit 77
+fi
+if ! command -v systemd-nspawn >/dev/null; then
+  echo "SKIP: systemd-nspawn is not installed (package systemd-container)"
+  exit 77
+fi
+
+tmp=$(mktemp -d /tmp/connwatch-service-XXXXXX)
+root=$tmp/root
+stage=$tmp/stage
+machine=connwatch-test-$$
+nspawn_pid=""
+leader=""
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+cleanup() {
+  if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+    [ -n "$leader" ] && kill -RTMIN+4 "$leader" 2>/dev/null  # systemd: poweroff
+    for _ in $(seq 100); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$nspawn_pid" 2>/dev/null
+    wait "$nspawn_pid" 2>/dev/null
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# Runs a command inside the container (all its namespaces).
+in_ct() { nsenter -t "$leader" -a "$@"; }
+prop() { in_ct systemctl show connwatch.service -p "$1" --value; }
+# Polls `condition` (a shell command) for up to $1 seconds.
+wait_until() {
+  local seconds=$1
+  shift
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.1
+  done
+}
+http_get() {  # path -> response on stdout; HTTP/1.0 over bash's /dev/tcp
+  nsenter -t "$leader" -n bash -c \
+    'exec 3<>/dev/tcp/127.0.0.1/9798 && printf "GET %s HTTP/1.0\r\n\r\n" "$1" >&3 && cat <&3' _ "$1"
+}
+
+# --- The tree the package installs, laid over /usr ------------------------------
+if ! DESTDIR=$stage cmake --install "$build" --prefix /usr >"$tmp/install.log" 2>&1; then
+  echo "FAIL: cmake --install:"
+  cat "$tmp/install.log"
+  exit 1
+fi
+# A merged-/usr root: the unit's /lib/systemd/system is /usr/lib/systemd/system.
+mkdir -p "$stage/usr/lib/systemd/system"
+mv "$stage/lib/systemd/system/connwatch.service" "$stage/usr/lib/systemd/system/"
+
+mkdir -p "$root"/{usr,etc,var/lib,var/log,var/tmp,tmp,run,proc,sys,dev,root}
+for d in bin sbin lib lib64; do [ -L "/$d" ] && ln -s "usr/$d" "$root/$d"; done
+cp /usr/lib/os-release "$root/etc/os-release"  # checked by nspawn before /usr is mounted
+cp /etc/passwd /etc/group /etc/nsswitch.conf "$root/etc/"
+[ -f /etc/ld.so.cache ] && cp /etc/ld.so.cache "$root/etc/"
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
+printf 'nameserver 127.0.0.1\n' >"$root/etc/resolv.conf"
+: >"$root/etc/machine-id"
+cp -a "$stage/etc/connwatch" "$root/etc/connwatch"
+# Two targets: the daemon's own listener by address, and by name.
+cat >"$root/etc/connwatch/targets.d/local.yaml" <<'EOF'
+targets:
+  - name: self
+    address: 127.0.0.1:9798
+    startup_jitter: 0s
+  - name: byname
+    address: localhost:9798
+    startup_jitter: 0s
+EOF
+
+# --- Boot -------------------------------------------------------------------------
+systemd-nspawn -q -D "$root" --overlay-ro="/usr:$stage/usr:/usr" --private-network \
+  --register=no --keep-unit --console=passive -M "$machine" \
+  -b -- systemd.unit=multi-user.target >"$tmp/console.log" 2>&1 &
+nspawn_pid=$!
+find_leader() {
+  kill -0 "$nspawn_pid" 2>/dev/null || return 0
+  leader=$(pgrep -P "$nspawn_pid" | head -n 1)
+  [ -n "$leader" ] && [ "$(cat "/proc/$leader/comm" 2>/dev/null)" = systemd ]
+}
+# The unit is not started at boot: a container that does not boot says
+# something about this machine (no cgroups, no privileges), not about connwatch.
+if ! wait_until 20 find_leader || [ -z "$leader" ]; then
+  echo "SKIP: systemd-nspawn cannot boot a container here:"
+  cat "$tmp/console.log"
+  exit 77
+fi
+booted() {
+  local s
+  s=$(in_ct systemctl is-system-running 2>/dev/null)
+  [ "$s" = running ] || [ "$s" = degraded ]
+}
+if ! wait_until 60 booted; then
+  echo "SKIP: the container's systemd did not finish booting:"
+  in_ct systemctl list-jobs --no-pager
+  in_ct systemctl --failed --no-pager
+  exit 77
+fi
+echo "ok: container booted ($(in_ct systemctl is-system-running))"
+
+# --- Start ------------------------------------------------------------------------
+if out=$(in_ct systemctl start connwatch.service 2>&1); then
+  echo "ok: systemctl start returned (READY=1 received): $(prop ActiveState)/$(prop SubState)"
+else
+  fail "systemctl start: $out"
+  in_ct journalctl -u connwatch.service --no-pager | tail -n 30
+  exit 1
+fi
+status_is() { [ "$(prop StatusText)" = "$1" ]; }
+if wait_until 10 status_is "2/2 targets up"; then
+  echo "ok: STATUS=2/2 targets up (by address and by name through /etc/hosts)"
+else
+  fail "StatusText is '$(prop StatusText)', expected '2/2 targets up'"
+fi
+[ "$(prop User)" = connwatch ] || fail "User is '$(prop User)'"
+[ "$(prop LimitNOFILE)" = 262144 ] || fail "LimitNOFILE is '$(prop LimitNOFILE)'"
+metrics=$(http_get /metrics)
+grep -q '^connwatch_target_up{target="byname"} 1' <<<"$metrics" ||
+  fail "/metrics lacks connwatch_target_up{target=\"byname\"} 1: $(head -c 400 <<<"$metrics")"
+start=$(sed -nE 's/^process_start_time_seconds ([0-9.e+]+)$/\1/p' <<<"$metrics")
+now=$(date +%s)
+if [ -n "$start" ] && awk -v s="$start" -v n="$now" 'BEGIN { exit !(s > n - 600 && s <= n + 1) }'; then
+  echo "ok: /metrics answers; process_start_time_seconds=$start (now $now)"
+else
+  fail "process_start_time_seconds is '$start', now is $now"
+fi
+
+# --- Reload -----------------------------------------------------------------------
+printf 'targets:\n  - name: broken\n    adress: 127.0.0.1:1\n' >"$root/etc/connwatch/targets.d/broken.yaml"
+if in_ct systemctl reload connwatch.service >/dev/null 2>&1; then
+  fail "systemctl reload succeeded with a broken file"
+else
+  echo "ok: systemctl reload fails on a broken file"
+fi
+[ "$(prop ActiveState)" = active ] || fail "the service is $(prop ActiveState) after a failed reload"
+journal_has_error() { in_ct journalctl -u connwatch.service --no-pager | grep -q 'unknown key "adress"'; }
+wait_until 5 journal_has_error || fail "the journal does not show the config error"
+rm "$root/etc/connwatch/targets.d/broken.yaml"
+printf 'targets:\n  - name: third\n    address: 127.0.0.1:9798\n    startup_jitter: 0s\n' \
+  >"$root/etc/connwatch/targets.d/third.yaml"
+if out=$(in_ct systemctl reload connwatch.service 2>&1) && wait_until 10 status_is "3/3 targets up"; then
+  echo "ok: systemctl reload applied a new target: $(prop StatusText)"
+else
+  fail "reload with a good file: $out; StatusText '$(prop StatusText)'"
+fi
+
+# --- TLS with the key handed over as a credential (docs/SYSTEMD.md) ---------------
+if command -v openssl >/dev/null; then
+  etc=$root/etc/connwatch
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -keyout "$etc/tls.key" -out "$etc/tls.crt" >/dev/null 2>&1
+  chmod 600 "$etc/tls.key"  # root only: the dynamic user cannot read it in place
+  printf 'tls_server_config:\n  cert_file: %s\n  key_file: %s\n' \
+    /run/credentials/connwatch.service/tls.crt /run/credentials/connwatch.service/tls.key \
+    >"$etc/web.yaml"
+  mkdir -p "$root/etc/systemd/system/connwatch.service.d"
+  cat >"$root/etc/systemd/system/connwatch.service.d/tls.conf" <<'EOF2'
+[Service]
+LoadCredential=tls.crt:/etc/connwatch/tls.crt
+LoadCredential=tls.key:/etc/connwatch/tls.key
+ExecStart=
+ExecStart=/usr/bin/connwatchd --config.file=/etc/connwatch/connwatch.yaml --web.config.file=/etc/connwatch/web.yaml
+EOF2
+  in_ct systemctl daemon-reload
+  if out=$(in_ct systemctl restart connwatch.service 2>&1) &&
+     hs=$(nsenter -t "$leader" -n openssl s_client -connect 127.0.0.1:9798 -brief </dev/null 2>&1) &&
+     grep -q 'Protocol version' <<<"$hs"; then
+    echo "ok: TLS with LoadCredential= ($(grep 'Protocol version' <<<"$hs"))"
+  else
+    fail "TLS with LoadCredential=: $out $hs $(in_ct journalctl -u connwatch --no-pager | tail -n 5)"
+  fi
+  rm "$root/etc/systemd/system/connwatch.service.d/tls.conf"
+  in_ct systemctl daemon-reload
+else
+  echo "skipped: TLS (no openssl)"
+fi
+
+# --- Watchdog ---------------------------------------------------------------------
+# A short watchdog, then a daemon frozen as a stuck loop would be.
+mkdir -p "$root/etc/systemd/system/connwatch.service.d"
+printf '[Service]\nWatchdogSec=1s\nTimeoutAbortSec=2s\n' \
+  >"$root/etc/systemd/system/connwatch.service.d/watchdog.conf"
+in_ct systemctl daemon-reload
+in_ct systemctl restart connwatch.service
+pid=$(prop MainPID)
+restarts=$(prop NRestarts)
+host_pid=""
+for p in $(pgrep -x connwatchd); do
+  grep -qE "^NSpid:.*[[:space:]]$pid\$" "/proc/$p/status" 2>/dev/null &&
+    [ "$(readlink "/proc/$p/ns/pid")" = "$(readlink "/proc/$leader/ns/pid")" ] && host_pid=$p
+done
+if [ -z "$host_pid" ]; then
+  fail "cannot find the daemon (pid $pid in the container) from the host"
+else
+  # Pinging every 500 ms, it outlives three watchdog intervals.
+  stays_up() { [ "$(prop NRestarts)" = "$restarts" ] && [ "$(prop MainPID)" = "$pid" ]; }
+  deadline=$((SECONDS + 3))
+  while [ $SECONDS -lt $deadline ] && stays_up; do sleep 0.1; done
+  stays_up || fail "restarted with a 1 s watchdog while healthy: $(in_ct journalctl -u connwatch --no-pager | tail -n 5)"
+  kill -STOP "$host_pid"
+  restarted() { [ "$(prop NRestarts)" -gt "$restarts" ] && [ "$(prop ActiveState)" = active ]; }
+  if wait_until 15 restarted; then
+    echo "ok: a frozen daemon is killed by the watchdog and restarted ($(prop NRestarts) restart(s))"
+  else
+    fail "no watchdog restart: $(in_ct journalctl -u connwatch --no-pager | tail -n 8)"
+  fi
+  # journald may not have written the line yet.
+  journal_has_timeout() { in_ct journalctl -u connwatch --no-pager | grep -q 'Watchdog timeout'; }
+  wait_until 5 journal_has_timeout || fail "the journal does not show the watchdog timeout"
+fi
+
+# --- Stop ---------------------------------------------------------------------------
+in_ct systemctl stop connwatch.service
+result="$(prop Result) $(prop ExecMainStatus) $(prop ActiveState)"
+[ "$result" = "success 0 inactive" ] || fail "after stop: Result ExecMainStatus ActiveState = $result"
+echo "ok: systemctl stop: $result"
+
+if [ $failures -ne 0 ]; then
+  echo "$failures check(s) failed"
+  exit 1
+fi
+echo "all checks passed"
