@@ -154,7 +154,8 @@ struct Response {
   int status = 200;
   std::string_view content_type = kTextContentType;
   std::string body;
-  std::string_view allow;  // for 405
+  std::string_view allow;     // for 405
+  bool authenticate = false;  // 401: add WWW-Authenticate.
 };
 
 // "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 9110 IMF-fixdate), locale-free.
@@ -187,6 +188,10 @@ int Send(mg_connection* conn, const Response& r, bool head) {
   mg_response_header_add(conn, "X-Content-Type-Options", "nosniff", -1);
   if (!r.allow.empty()) {
     mg_response_header_add(conn, "Allow", r.allow.data(), static_cast<int>(r.allow.size()));
+  }
+  if (r.authenticate) {
+    mg_response_header_add(conn, "WWW-Authenticate",
+                           "Basic realm=\"connwatchd\", charset=\"UTF-8\"", -1);
   }
   mg_response_header_send(conn);
   if (!head) {
@@ -457,8 +462,26 @@ std::string HttpServer::Start() {
   InitCivetwebOnce();
   std::string error;
   const bool ipv6 = mg_check_feature(8) != 0;
-  if (!ListenAddressToCivetweb(options_.listen_address, ipv6, &listening_ports_, &error)) {
+  if (options_.web.tls) {
+    // civetweb serves plaintext on an ephemeral loopback port and TlsFront
+    // owns the public address (IPv6 too: it does not depend on civetweb).
+    std::string ignored;
+    if (!ListenAddressToCivetweb(options_.listen_address, true, &ignored, &error)) return error;
+    const std::string& a = options_.listen_address;
+    const size_t colon = a.rfind(':');
+    TlsFrontOptions front;
+    front.host = a.front() == '[' ? a.substr(1, a.find(']') - 1) : a.substr(0, colon);
+    front.port = std::stoi(a.substr(colon + 1));
+    front.max_connections = static_cast<size_t>(std::max(1, options_.num_threads)) * 4;
+    front.idle_timeout_ms = std::max(1, options_.request_timeout_ms);
+    // Made before civetweb starts, so that no worker thread ever sees it unset.
+    tls_front_ = std::make_unique<TlsFront>(std::move(front), *options_.web.tls);
+    listening_ports_ = "127.0.0.1:0";
+  } else if (!ListenAddressToCivetweb(options_.listen_address, ipv6, &listening_ports_, &error)) {
     return error;
+  }
+  if (!options_.web.basic_auth_users.empty()) {
+    auth_ = std::make_unique<BasicAuthenticator>(options_.web.basic_auth_users);
   }
   const std::string threads = std::to_string(std::max(1, options_.num_threads));
   const std::string timeout = std::to_string(std::max(1, options_.request_timeout_ms));
@@ -508,10 +531,22 @@ std::string HttpServer::Start() {
   mg_server_port server_ports[4];
   int n = mg_get_server_ports(ctx_, 4, server_ports);
   port_ = n > 0 ? server_ports[0].port : 0;
+  backend_port_ = port_;
+
+  if (tls_front_) {
+    std::string front_error = tls_front_->Start(backend_port_);
+    if (!front_error.empty()) {
+      Stop();
+      port_ = 0;
+      return "listen address \"" + options_.listen_address + "\": " + front_error;
+    }
+    port_ = tls_front_->port();
+  }
   return "";
 }
 
 void HttpServer::Stop() {
+  if (tls_front_) tls_front_->Stop();
   if (!ctx_) return;
   // NOTE: civetweb 1.15's master thread looks at its stop flag only between
   // poll() calls on the listening sockets, which time out after ~2 s
@@ -524,8 +559,9 @@ void HttpServer::Stop() {
     stopped.store(true);
   });
   const std::string host = WakeHost(listening_ports_);
+  const int civetweb_port = backend_port_;
   while (!stopped.load()) {
-    WakeListener(host, port_);
+    WakeListener(host, civetweb_port);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   stopper.join();
@@ -564,6 +600,23 @@ int HttpServer::Handle(mg_connection* conn) {
   const std::string_view query = info->query_string ? info->query_string : "";
   const bool head = method == "HEAD";
   const bool read = method == "GET" || head;
+
+  if (tls_front_) {
+    // Only connections relayed by our TLS front: a local process that finds
+    // the loopback port does not get around TLS.
+    const bool local = std::string_view(info->remote_addr) == "127.0.0.1";
+    if (!local || !tls_front_->IsRelayPort(info->remote_port)) {
+      return Send(conn, Text(403, "This server is served over TLS only.\n"), head);
+    }
+  }
+  if (auth_) {
+    const char* authorization = mg_get_header(conn, "Authorization");
+    if (!auth_->Check(authorization ? authorization : "")) {
+      Response r = Text(401, "Unauthorized\n");
+      r.authenticate = true;
+      return Send(conn, r, head);
+    }
+  }
 
   auto route_read = [&](auto serve) {
     return read ? serve() : Send(conn, MethodNotAllowed(kReadMethods), false);

@@ -13,17 +13,26 @@
 // HEAD is accepted wherever GET is. Unknown paths get 404, known paths with a
 // wrong method 405 (with an Allow header).
 //
+// A web config (--web.config.file, see web_config.h) applies to every path:
+// with TLS the listener speaks only TLS (a plain HTTP client gets no answer;
+// see tls_front.h for why TLS is not civetweb's),
+// with basic-auth users a request without a valid user and password gets 401
+// and a WWW-Authenticate header.
+//
 // Threads: Start() and Stop() (and the destructor) are for the owning thread.
 // Requests are served on civetweb's own worker threads, which call only
 // DaemonControl methods and EventLog::Recent; they never touch live daemon
 // state. `control` and `events` must outlive the server (until Stop()).
 
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 
 #include "event_log.h"
 #include "snapshot.h"
+#include "tls_front.h"
+#include "web_config.h"
 
 struct mg_context;
 struct mg_connection;
@@ -37,6 +46,7 @@ struct HttpServerOptions {
   bool enable_lifecycle = false;   // allow POST/PUT /-/reload.
   int num_threads = 4;             // civetweb workers = concurrent requests.
   int request_timeout_ms = 10000;  // a client slower than this is dropped.
+  WebConfig web;                   // TLS and basic auth; the default has neither.
 };
 
 // Turns a Prometheus-style listen address into civetweb's listening_ports
@@ -66,6 +76,8 @@ class HttpServer {
 
   // The TCP port actually bound (the one chosen for port 0); 0 before Start().
   int port() const { return port_; }
+  // civetweb's own port: port() without TLS, a loopback port behind the TLS front with it.
+  int BackendPortForTest() const { return backend_port_; }
   // The listen address as civetweb was given it, for logs.
   const std::string& listening_ports() const { return listening_ports_; }
 
@@ -85,8 +97,12 @@ class HttpServer {
   HttpServerOptions options_;
   DaemonControl& control_;
   EventLog& events_;
+  std::unique_ptr<BasicAuthenticator> auth_;  // set by Start() when users are configured.
+  std::unique_ptr<TlsFront> tls_front_;       // set by Start() with TLS; civetweb is then
+                                              // on a loopback port behind it.
   mg_context* ctx_ = nullptr;
-  int port_ = 0;
+  int port_ = 0;          // the public port (TlsFront's with TLS).
+  int backend_port_ = 0;  // civetweb's own port.
   std::string listening_ports_;
   // civetweb's startup complaints, collected by LogMessage during Start();
   // later messages (from worker threads) are dropped.

@@ -9,9 +9,16 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake pkg-config git
   libev-dev libyaml-cpp-dev prometheus-cpp-dev libcivetweb-dev libc-ares-dev
-  libre2-dev nlohmann-json3-dev libcli11-dev libsystemd-dev libgtest-dev libgmock-dev
+  libre2-dev zlib1g-dev nlohmann-json3-dev libcli11-dev libsystemd-dev libgtest-dev libgmock-dev
   prometheus   # for promtool, which checks /metrics in the tests
   iproute2 procps
+  # --web.config.file: TLS with OpenSSL, bcrypt with libxcrypt; the config
+  # schema check; openssl makes the test certificates
+  libssl-dev libcrypt-dev openssl python3-jsonschema python3-yaml
+  # the service unit and the Debian package (tests labelled system, package):
+  # systemd-analyze, a container to run the unit in, cpack's dpkg-shlibdeps and
+  # file, the linter, and man to render the manual pages
+  systemd systemd-container dpkg-dev file lintian man-db
 )
 
 missing=()
