@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "gzip_stream.h"
 #include "metrics_view.h"
 #include "reason.h"
 #include "version.h"
@@ -146,6 +148,37 @@ bool ParseLimit(std::string_view text, size_t* limit) {
   if (value < 1 || value > kMaxEventsLimit) return false;
   *limit = value;
   return true;
+}
+
+// True when an Accept-Encoding header value allows gzip (RFC 9110 12.5.3):
+// "gzip" or "*" listed without q=0.
+bool AcceptsGzip(const char* header) {
+  if (header == nullptr) return false;
+  std::string_view rest(header);
+  bool gzip = false, star = false, gzip_refused = false;
+  while (!rest.empty()) {
+    size_t comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    size_t semi = item.find(';');
+    std::string_view coding = item.substr(0, semi);
+    while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t')) coding.remove_prefix(1);
+    while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) coding.remove_suffix(1);
+    bool refused = false;
+    if (semi != std::string_view::npos) {
+      std::string params(item.substr(semi + 1));
+      params.erase(std::remove(params.begin(), params.end(), ' '), params.end());
+      if (params.rfind("q=0", 0) == 0 && params.find_first_not_of("0.", 2) == std::string::npos) {
+        refused = true;
+      }
+    }
+    if (coding.size() == 4 && strncasecmp(coding.data(), "gzip", 4) == 0) {
+      (refused ? gzip_refused : gzip) = true;
+    } else if (coding == "*" && !refused) {
+      star = true;
+    }
+  }
+  return gzip || (star && !gzip_refused);
 }
 
 // --- Responses ---------------------------------------------------------
@@ -642,10 +675,36 @@ int HttpServer::ServeMetrics(mg_connection* conn, bool head) {
     return Send(conn, Text(503, "snapshot unavailable: the event loop did not answer in time\n"),
                 head);
   }
-  Response r;
-  r.content_type = kMetricsContentType;
-  r.body = RenderMetrics(*snapshot);
-  return Send(conn, r, head);
+  const bool gzip = AcceptsGzip(mg_get_header(conn, "Accept-Encoding"));
+  // Streamed with chunked transfer encoding: the body is written in pieces of
+  // about 64 KiB as it is produced (and compressed), never held whole.
+  mg_response_header_start(conn, 200);
+  const std::string date = HttpDate();
+  mg_response_header_add(conn, "Date", date.c_str(), -1);
+  mg_response_header_add(conn, "Content-Type", kMetricsContentType.data(),
+                         static_cast<int>(kMetricsContentType.size()));
+  if (gzip) mg_response_header_add(conn, "Content-Encoding", "gzip", -1);
+  mg_response_header_add(conn, "Transfer-Encoding", "chunked", -1);
+  mg_response_header_add(conn, "Cache-Control", "no-store", -1);
+  mg_response_header_add(conn, "X-Content-Type-Options", "nosniff", -1);
+  mg_response_header_send(conn);
+  if (head) return 200;
+  bool client_gone = false;
+  auto send = [conn, &client_gone](std::string_view piece) {
+    if (client_gone || piece.empty()) return;
+    if (mg_send_chunk(conn, piece.data(), static_cast<unsigned>(piece.size())) <= 0) {
+      client_gone = true;
+    }
+  };
+  if (gzip) {
+    GzipStream compressed(send);
+    StreamMetrics(*snapshot, [&compressed](std::string_view piece) { compressed.Write(piece); });
+    compressed.Finish();
+  } else {
+    StreamMetrics(*snapshot, send);
+  }
+  if (!client_gone) mg_send_chunk(conn, "", 0);  // the last, empty chunk
+  return 200;
 }
 
 int HttpServer::ServeLanding(mg_connection* conn, bool head) {

@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <zlib.h>
+
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -270,13 +272,62 @@ TEST_F(HttpServerTest, ListensOnAllInterfacesAndLocalhost) {
 
 // --- /metrics ------------------------------------------------------------------
 
+std::string Gunzip(const std::string& in, bool* ok) {
+  z_stream z{};
+  inflateInit2(&z, 15 + 16);
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  std::string out;
+  char buf[65536];
+  int rc;
+  do {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof buf;
+    rc = inflate(&z, Z_NO_FLUSH);
+    out.append(buf, sizeof buf - z.avail_out);
+  } while (rc == Z_OK);
+  inflateEnd(&z);
+  *ok = rc == Z_STREAM_END;
+  return out;
+}
+
+TEST_F(HttpServerTest, MetricsAreGzippedWhenTheScraperAsks) {
+  StartServer();
+  const std::string plain = Get("/metrics").body;
+  for (const char* accept : {"gzip", "deflate, gzip;q=0.5", "*", "GZIP"}) {
+    HttpResponse r = HttpRequest(kHost, server_->port(), "GET", "/metrics", "",
+                                 std::chrono::seconds(10), {std::string("Accept-Encoding: ") + accept});
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.Header("Content-Encoding"), "gzip") << accept;
+    bool ok = false;
+    std::string body = Gunzip(r.body, &ok);
+    EXPECT_TRUE(ok) << accept << ": not a complete gzip stream";
+    auto cut = [](const std::string& text) { return text.substr(0, text.find("# HELP process_")); };
+    EXPECT_EQ(cut(body), cut(plain)) << accept;
+  }
+  for (const char* accept : {"identity", "gzip;q=0", "br", "*;q=0"}) {
+    HttpResponse r = HttpRequest(kHost, server_->port(), "GET", "/metrics", "",
+                                 std::chrono::seconds(10), {std::string("Accept-Encoding: ") + accept});
+    EXPECT_FALSE(r.HasHeader("Content-Encoding")) << accept;
+    EXPECT_NE(r.body.find("connwatch_target_up"), std::string::npos) << accept;
+  }
+}
+
 TEST_F(HttpServerTest, MetricsServesTheExposition) {
   StartServer();
   HttpResponse r = Get("/metrics");
   ASSERT_TRUE(r.ok()) << r.error;
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.Header("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
-  EXPECT_EQ(r.Header("Content-Length"), std::to_string(r.body.size()));
+  // Streamed: chunked, no length known up front (the client decoded the chunks).
+  EXPECT_EQ(r.Header("Transfer-Encoding"), "chunked");
+  EXPECT_FALSE(r.HasHeader("Content-Length"));
+  EXPECT_FALSE(r.HasHeader("Content-Encoding"));
+  {
+    // The streamed body is the rendered exposition (process_* aside: it moves).
+    auto cut = [](const std::string& text) { return text.substr(0, text.find("# HELP process_")); };
+    EXPECT_EQ(cut(r.body), cut(RenderMetrics(*daemon_.GetSnapshot())));
+  }
   // Exactly one Date header, ours (civetweb would add its own without it).
   int dates = 0;
   for (const auto& [name, value] : r.headers) dates += strcasecmp(name.c_str(), "Date") == 0;
