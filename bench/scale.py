@@ -208,8 +208,13 @@ def run_one(args, n, workdir, results):
     empty = os.path.join(workdir, "empty.yaml")
     write_config(empty, 0, 1, first_port, f"{interval_s}s", args.rate)
 
-    # Baseline: the same binary with no targets.
+    # Baseline: the same binary with no targets, its HTTP workers warmed by a
+    # few requests (they are fixed costs, not per-target ones).
     base = Daemon(args.build, empty, workdir, args.http_port)
+    for _ in range(8):
+        http_get(base.url + "/metrics")
+        http_get(base.url + "/metrics", headers={"Accept-Encoding": "gzip"})
+        http_get(base.url + "/api/v1/targets")
     time.sleep(1)
     base_rss = rss_bytes(base.proc.pid)
     base.stop()

@@ -45,18 +45,19 @@ void AppendLogfmt(std::string* out, std::string_view key, std::string_view value
 }
 
 std::string FormatTimestamp(double unix_time) {
+  // Microseconds: detection latencies are sub-millisecond.
   time_t secs = static_cast<time_t>(unix_time);
-  int millis = static_cast<int>(std::lround((unix_time - static_cast<double>(secs)) * 1000));
-  if (millis >= 1000) {
+  int micros = static_cast<int>(std::lround((unix_time - static_cast<double>(secs)) * 1e6));
+  if (micros >= 1000000) {
     secs += 1;
-    millis -= 1000;
+    micros -= 1000000;
   }
   struct tm tm_utc;
   gmtime_r(&secs, &tm_utc);
   char buf[80];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm_utc.tm_year + 1900,
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm_utc.tm_year + 1900,
                 tm_utc.tm_mon + 1, tm_utc.tm_mday, tm_utc.tm_hour, tm_utc.tm_min, tm_utc.tm_sec,
-                millis);
+                micros);
   return buf;
 }
 
@@ -95,6 +96,7 @@ std::vector<std::pair<std::string, std::string>> EventFields(const Event& e) {
       f.emplace_back("last_data_recv", FormatSeconds(e.tcp.last_data_recv_ms / 1e3));
       f.emplace_back("probes", std::to_string(e.tcp.probes));
       f.emplace_back("unacked", std::to_string(e.tcp.unacked));
+      if (e.tcp.notsent_bytes > 0) f.emplace_back("notsent", std::to_string(e.tcp.notsent_bytes));
     }
   }
   if (!e.detail.empty()) f.emplace_back("detail", e.detail);

@@ -40,7 +40,16 @@ namespace {
 // before the socket reports ETIMEDOUT, so tcpi_unacked reads 0 at death while
 // tcpi_retransmits and tcpi_probes survive; the last periodic sample still
 // holds the unacked count.
+// NOTE: a peer that never reads closes its window: nothing is in flight
+// (unacked 0, no retransmits) and zero-window probes count in tcpi_probes,
+// but data waits in the send queue (tcpi_notsent_bytes > 0, which survives
+// the abort). Keepalive never runs while data is queued, so that is always
+// TCP_USER_TIMEOUT. Measured on 6.x in the fault suite (tests/system).
 bool DataWasOutstanding(const TcpSample& at_death, const TcpSample& last_check) {
+  if ((at_death.valid && at_death.notsent_bytes > 0) ||
+      (last_check.valid && last_check.notsent_bytes > 0)) {
+    return true;
+  }
   if (at_death.valid) {
     if (at_death.retransmits > 0 || at_death.unacked > 0) return true;
     if (at_death.probes > 0) return false;  // keepalive probes were out

@@ -1,5 +1,8 @@
 #include "monitor.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <future>
 #include <random>
 
@@ -86,6 +89,7 @@ void Monitor::Run() {
   running_ = true;
   ev_run(loop_, 0);
   running_ = false;
+  stopped_ = true;
 }
 
 void Monitor::Stop() {
@@ -168,7 +172,8 @@ struct Monitor::SnapshotJob {
 };
 
 std::shared_ptr<const Snapshot> Monitor::GetSnapshot() {
-  if (!running_.load()) return nullptr;
+  // Before Run() the request waits in the queue for the loop's first turn.
+  if (stopped_.load()) return nullptr;
   auto promise = std::make_shared<std::promise<std::shared_ptr<const Snapshot>>>();
   auto future = promise->get_future();
   auto job = std::make_shared<SnapshotJob>();
@@ -179,7 +184,7 @@ std::shared_ptr<const Snapshot> Monitor::GetSnapshot() {
 }
 
 std::vector<std::string> Monitor::Reload() {
-  if (!running_.load()) return {"the event loop is not running"};
+  if (stopped_.load()) return {"the event loop has stopped"};
   auto promise = std::make_shared<std::promise<std::vector<std::string>>>();
   auto future = promise->get_future();
   Post([this, promise] { promise->set_value(ReloadInLoop()); });
@@ -212,6 +217,13 @@ std::vector<std::string> Monitor::ReloadInLoop() {
 
 void Monitor::Apply(const Config& config) {
   admission_.Configure(config.global);
+  // Read at every apply: an operator may have raised the limit (prlimit).
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+    const size_t max = static_cast<size_t>(limit.rlim_cur);
+    const size_t reserve = std::min<size_t>(kFdReserve, max / 2);
+    ctx_.socket_budget = max - reserve;
+  }
   std::unordered_map<std::string, std::unique_ptr<Target>> old;
   old.reserve(targets_.size());
   for (auto& t : targets_) {

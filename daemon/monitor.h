@@ -114,6 +114,8 @@ class Monitor : public DaemonControl {
 
   std::atomic<bool> ready_{false};
   std::atomic<bool> running_{false};
+  std::atomic<bool> stopped_{false};  // Run() has returned
+  static constexpr size_t kFdReserve = 64;
   std::atomic<double> last_tick_mono_{0};
   bool last_reload_ok_ = false;
   double last_reload_success_unix_ = 0;

@@ -28,25 +28,6 @@ int SetIntOption(int fd, int level, int name, int value) {
 }
 }  // namespace
 
-TcpSample ReadTcpInfo(int fd) {
-  TcpSample s;
-  struct tcp_info info;
-  std::memset(&info, 0, sizeof info);
-  socklen_t len = sizeof info;
-  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return s;
-  s.valid = true;
-  s.state = info.tcpi_state;
-  s.retransmits = info.tcpi_retransmits;
-  s.probes = info.tcpi_probes;
-  s.backoff = info.tcpi_backoff;
-  s.rtt_us = info.tcpi_rtt;
-  s.rttvar_us = info.tcpi_rttvar;
-  s.unacked = info.tcpi_unacked;
-  s.total_retrans = info.tcpi_total_retrans;
-  s.last_data_recv_ms = info.tcpi_last_data_recv;
-  s.last_ack_recv_ms = info.tcpi_last_ack_recv;
-  return s;
-}
 
 std::shared_ptr<const re2::RE2> LoopContext::Regex(const std::string& pattern) {
   auto it = regex_cache.find(pattern);
@@ -211,6 +192,13 @@ void Target::OnResolved(const std::string& status, std::vector<ResolvedAddress> 
 
 void Target::BeginConnect() {
   connect_started_ = MonoNow();
+  if (ctx_->sockets_open >= ctx_->socket_budget) {
+    ConnectFailed(Reason::kLocalError, EMFILE,
+                  "all " + std::to_string(ctx_->socket_budget) +
+                      " file descriptors for targets are in use (RLIMIT_NOFILE less a reserve "
+                      "for the daemon itself)");
+    return;
+  }
   const int family = address_.addr.ss_family;
   fd_ = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
   if (fd_ < 0) {
@@ -218,6 +206,7 @@ void Target::BeginConnect() {
     ConnectFailed(ClassifyConnectError(err), err, "socket() failed");
     return;
   }
+  ++ctx_->sockets_open;
   const auto& ka = config_->keepalive;
   int err = SetIntOption(fd_, SOL_SOCKET, SO_KEEPALIVE, 1);
   if (!err) err = SetIntOption(fd_, IPPROTO_TCP, TCP_KEEPIDLE, static_cast<int>(ka.idle.count() / 1000));
@@ -472,10 +461,11 @@ bool Target::HeartbeatDeadlinePassed() {
 double Target::NextCheckAfter(double now) {
   const double at =
       now + Seconds(config_->check_interval) + Seconds(config_->check_jitter) * ctx_->Uniform01();
-  // Checks are rounded up to a 20 ms grid: the targets due in one slot are
+  // Checks are rounded up to a 50 ms grid: the targets due in one slot are
   // checked in one loop iteration, so the wake-up (epoll_wait, timer heap
-  // work) is shared and a check costs about its one getsockopt().
-  constexpr double kCheckSlot = 0.020;
+  // work) is shared and a check costs about its one getsockopt(). At 100,000
+  // targets every 5 s a slot holds 1,000 checks, about 3 ms of work.
+  constexpr double kCheckSlot = 0.050;
   return std::ceil(at / kCheckSlot) * kCheckSlot;
 }
 
@@ -555,6 +545,7 @@ void Target::CloseSocket(bool reset) {
   }
   close(fd_);
   fd_ = -1;
+  --ctx_->sockets_open;
 }
 
 void Target::InheritCounters(const Target& old) {

@@ -11,6 +11,7 @@
 #include <ev.h>
 
 #include <array>
+#include <cstdint>
 #include <memory>
 #include <random>
 #include <string>
@@ -46,6 +47,11 @@ struct LoopContext {
       {1, 10, 60, 300, 900, 1800, 3600, 10800, 21600, 43200, 86400, 604800}};
   std::array<uint64_t, kStateCount> targets_by_state{};
   uint64_t checks = 0;  // periodic checks made
+  // Target sockets open, and how many they may use: RLIMIT_NOFILE less a
+  // reserve for the listener, HTTP clients, DNS and config reads, so running
+  // out of descriptors costs targets (local_error), never the daemon itself.
+  size_t sockets_open = 0;
+  size_t socket_budget = SIZE_MAX;
   // Compiled heartbeat regexes shared by every target with the same pattern.
   std::unordered_map<std::string, std::shared_ptr<const re2::RE2>> regex_cache;
 
@@ -159,7 +165,5 @@ class Target {
   std::unique_ptr<HeartbeatState> heartbeat_;
 };
 
-// TCP_INFO of `fd` (one system call).
-TcpSample ReadTcpInfo(int fd);
 
 }  // namespace connwatch

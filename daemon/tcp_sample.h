@@ -17,6 +17,11 @@ struct TcpSample {
   uint32_t total_retrans = 0; // tcpi_total_retrans over this connection's life.
   uint32_t last_data_recv_ms = 0;  // ms since the peer last sent data.
   uint32_t last_ack_recv_ms = 0;   // ms since the peer last acked.
+  uint32_t notsent_bytes = 0;      // tcpi_notsent_bytes: queued, not yet sent (kernel 4.6+).
+  uint32_t snd_wnd = 0;            // tcpi_snd_wnd: the peer's receive window (kernel 5.4+).
 };
+
+// TCP_INFO of `fd`: one getsockopt(). `valid` is false when it failed.
+TcpSample ReadTcpInfo(int fd);
 
 }  // namespace connwatch

@@ -101,6 +101,18 @@ TEST(LivenessTimeout, ProbesAtDeathWinOverStaleUnackedSample) {
             Reason::kKeepaliveTimeout);
 }
 
+TEST(LivenessTimeout, QueuedUnsentDataBehindAZeroWindowIsUserTimeout) {
+  // A peer that never reads: window closed, nothing in flight, zero-window
+  // probes counted in tcpi_probes, data waiting in the send queue.
+  TcpSample at_death = Sample(TCP_CLOSE, 0, 0, 4);
+  at_death.notsent_bytes = 35400;
+  EXPECT_EQ(ClassifyRecv(-1, ETIMEDOUT, at_death, kNone).reason, Reason::kUserTimeout);
+  TcpSample last = Sample(TCP_ESTABLISHED, 0, 0, 2);
+  last.notsent_bytes = 1000;
+  EXPECT_EQ(ClassifyRecv(-1, ETIMEDOUT, Sample(TCP_CLOSE, 0, 0, 3), last).reason,
+            Reason::kUserTimeout);
+}
+
 TEST(LivenessRecv, IcmpErrorsStoredUntilTimeout) {
   EXPECT_EQ(ClassifyRecv(-1, EHOSTUNREACH, kNone, kNone).reason, Reason::kHostUnreachable);
   EXPECT_EQ(ClassifyRecv(-1, ENETUNREACH, kNone, kNone).reason, Reason::kNetUnreachable);
