@@ -155,7 +155,18 @@ void Monitor::AsyncCb(struct ev_loop* /*loop*/, ev_async* w, int /*revents*/) {
 }
 
 void Monitor::TickCb(struct ev_loop* /*loop*/, ev_timer* w, int /*revents*/) {
-  static_cast<Monitor*>(w->data)->last_tick_mono_ = MonoNow();
+  auto* self = static_cast<Monitor*>(w->data);
+  self->last_tick_mono_ = MonoNow();
+  // Every second: an operator may raise the limit of a running daemon (prlimit).
+  self->UpdateSocketBudget();
+}
+
+void Monitor::UpdateSocketBudget() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return;
+  const size_t max = static_cast<size_t>(limit.rlim_cur);
+  const size_t reserve = std::min<size_t>(kFdReserve, max / 2);
+  ctx_.socket_budget = max - reserve;
 }
 
 bool Monitor::Healthy() {
@@ -217,13 +228,7 @@ std::vector<std::string> Monitor::ReloadInLoop() {
 
 void Monitor::Apply(const Config& config) {
   admission_.Configure(config.global);
-  // Read at every apply: an operator may have raised the limit (prlimit).
-  struct rlimit limit;
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
-    const size_t max = static_cast<size_t>(limit.rlim_cur);
-    const size_t reserve = std::min<size_t>(kFdReserve, max / 2);
-    ctx_.socket_budget = max - reserve;
-  }
+  UpdateSocketBudget();
   std::unordered_map<std::string, std::unique_ptr<Target>> old;
   old.reserve(targets_.size());
   for (auto& t : targets_) {

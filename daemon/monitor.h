@@ -72,6 +72,8 @@ class Monitor : public DaemonControl {
   static void CheckCb(struct ev_loop* loop, ev_check* w, int revents);
 
   std::vector<std::string> ReloadInLoop();
+  // Target sockets may use RLIMIT_NOFILE less kFdReserve (at most half).
+  void UpdateSocketBudget();
   void Apply(const Config& config);
   // A snapshot is copied in slices of kSnapshotSlice targets, one slice per
   // loop iteration, so a scrape of 100,000 targets never holds the loop for
