@@ -37,6 +37,27 @@ size_t Utf8Length(std::string_view s, size_t i) {
   return n;
 }
 
+}  // namespace
+
+std::string ValidUtf8(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  size_t i = 0;
+  while (i < value.size()) {
+    const size_t n = Utf8Length(value, i);
+    if (n == 0) {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    } else {
+      out.append(value.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
+namespace {
+
 void AppendHeader(const MetricDef& def, std::string* out) {
   out->append("# HELP ").append(def.name).push_back(' ');
   out->append(def.help).push_back('\n');

@@ -33,6 +33,10 @@ void AppendTargetFamilies(const Snapshot& snapshot, std::string* out);
 // "+Inf", "-Inf").
 void AppendPrometheusDouble(double value, std::string* out);
 
+// `value` with every byte that is not part of valid UTF-8 (overlong forms,
+// surrogates, code points above U+10FFFF, stray bytes) replaced by U+FFFD.
+std::string ValidUtf8(std::string_view value);
+
 // Appends a label value escaped for the text format (\\, \" and \n), after
 // replacing invalid UTF-8 with U+FFFD.
 void AppendLabelValue(std::string_view value, std::string* out);

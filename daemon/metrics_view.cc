@@ -46,60 +46,10 @@ MetricFamily NewFamily(MetricId id, size_t reserve) {
   return family;
 }
 
-// Length of the valid UTF-8 sequence starting at s[i], or 0 if it is invalid
-// (overlong forms, surrogates and code points above U+10FFFF are invalid).
-size_t Utf8SequenceLength(std::string_view s, size_t i) {
-  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  unsigned char c = byte(i);
-  if (c < 0x80) return 1;
-  size_t n;
-  unsigned char lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-  for (size_t k = 2; k < n; ++k) {
-    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
-  }
-  return n;
-}
-
 // Label values must be UTF-8 (the exposition format says so and promtool
 // rejects anything else); invalid bytes become U+FFFD. Escaping of '\\', '"'
 // and '\n' is the serializer's job.
-std::string LabelValue(std::string_view value) {
-  size_t i = 0;
-  while (i < value.size()) {
-    size_t n = Utf8SequenceLength(value, i);
-    if (n == 0) break;
-    i += n;
-  }
-  if (i == value.size()) return std::string(value);
-  std::string out(value.substr(0, i));
-  out.reserve(value.size() + 8);
-  while (i < value.size()) {
-    size_t n = Utf8SequenceLength(value, i);
-    if (n == 0) {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    } else {
-      out.append(value.substr(i, n));
-      i += n;
-    }
-  }
-  return out;
-}
+std::string LabelValue(std::string_view value) { return ValidUtf8(value); }
 
 ClientMetric::Label MakeLabel(std::string_view name, std::string value) {
   ClientMetric::Label label;

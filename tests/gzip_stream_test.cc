@@ -5,25 +5,15 @@
 
 #include <random>
 
+#include "test_util.h"
+
 namespace connwatch {
 namespace {
 
 std::string Gunzip(const std::string& in) {
-  z_stream z{};
-  EXPECT_EQ(inflateInit2(&z, 15 + 16), Z_OK);
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = static_cast<uInt>(in.size());
-  std::string out;
-  char buf[65536];
-  int rc;
-  do {
-    z.next_out = reinterpret_cast<Bytef*>(buf);
-    z.avail_out = sizeof buf;
-    rc = inflate(&z, Z_NO_FLUSH);
-    out.append(buf, sizeof buf - z.avail_out);
-  } while (rc == Z_OK);
-  EXPECT_EQ(rc, Z_STREAM_END) << "the stream must end with a valid trailer";
-  inflateEnd(&z);
+  bool complete = false;
+  std::string out = testing::Gunzip(in, &complete);
+  EXPECT_TRUE(complete) << "the stream must end with a valid trailer";
   return out;
 }
 

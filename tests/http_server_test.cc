@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "test_util.h"
 #include "http_client.h"
 #include "metrics_view.h"
 
@@ -272,25 +273,6 @@ TEST_F(HttpServerTest, ListensOnAllInterfacesAndLocalhost) {
 
 // --- /metrics ------------------------------------------------------------------
 
-std::string Gunzip(const std::string& in, bool* ok) {
-  z_stream z{};
-  inflateInit2(&z, 15 + 16);
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = static_cast<uInt>(in.size());
-  std::string out;
-  char buf[65536];
-  int rc;
-  do {
-    z.next_out = reinterpret_cast<Bytef*>(buf);
-    z.avail_out = sizeof buf;
-    rc = inflate(&z, Z_NO_FLUSH);
-    out.append(buf, sizeof buf - z.avail_out);
-  } while (rc == Z_OK);
-  inflateEnd(&z);
-  *ok = rc == Z_STREAM_END;
-  return out;
-}
-
 TEST_F(HttpServerTest, MetricsAreGzippedWhenTheScraperAsks) {
   StartServer();
   const std::string plain = Get("/metrics").body;
@@ -300,7 +282,7 @@ TEST_F(HttpServerTest, MetricsAreGzippedWhenTheScraperAsks) {
     ASSERT_TRUE(r.ok()) << r.error;
     EXPECT_EQ(r.Header("Content-Encoding"), "gzip") << accept;
     bool ok = false;
-    std::string body = Gunzip(r.body, &ok);
+    std::string body = testing::Gunzip(r.body, &ok);
     EXPECT_TRUE(ok) << accept << ": not a complete gzip stream";
     auto cut = [](const std::string& text) { return text.substr(0, text.find("# HELP process_")); };
     EXPECT_EQ(cut(body), cut(plain)) << accept;

@@ -3,6 +3,7 @@
 // deadline (never sleeping as synchronisation), and running the daemon binary.
 
 #include <fcntl.h>
+#include <zlib.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -162,6 +163,26 @@ class Subprocess {
   std::vector<std::string> lines_;
   bool eof_ = false;
 };
+
+// Decompresses a whole gzip stream; *complete is false without a valid trailer.
+inline std::string Gunzip(const std::string& in, bool* complete) {
+  z_stream z{};
+  inflateInit2(&z, 15 + 16);
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  std::string out;
+  char buf[65536];
+  int rc;
+  do {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof buf;
+    rc = inflate(&z, Z_NO_FLUSH);
+    out.append(buf, sizeof buf - z.avail_out);
+  } while (rc == Z_OK);
+  inflateEnd(&z);
+  *complete = rc == Z_STREAM_END;
+  return out;
+}
 
 // The value of `key=` in a logfmt line ("" when absent).
 inline std::string LogfmtValue(const std::string& line, const std::string& key) {
