@@ -7,7 +7,7 @@
 #   API:      curl -s localhost:9798/api/v1/targets
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+BUILD_TARGETS="connwatchd connwatch-peer" scripts/setup.sh
 BUILD_DIR=${BUILD_DIR:-build}
 
 "$BUILD_DIR/connwatch-peer" --demo --phase 4s \

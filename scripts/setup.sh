@@ -2,7 +2,8 @@
 # Installs what connwatch needs to build and test (Debian 12 / Ubuntu), then
 # configures and builds it into build/. Installs only what is missing.
 #   scripts/setup.sh            build everything
-# Environment: BUILD_DIR (default build), CMAKE_ARGS (extra cmake flags).
+# Environment: BUILD_DIR (default build), CMAKE_ARGS (extra cmake flags),
+# BUILD_TARGETS (default: everything; the demo builds only what it runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,5 +41,10 @@ fi
 BUILD_DIR=${BUILD_DIR:-build}
 # shellcheck disable=SC2086
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${CMAKE_ARGS:-} >/dev/null
-cmake --build "$BUILD_DIR" -j"$(nproc)"
+if [ -n "${BUILD_TARGETS:-}" ]; then
+  # shellcheck disable=SC2086
+  cmake --build "$BUILD_DIR" -j"$(nproc)" --target ${BUILD_TARGETS}
+else
+  cmake --build "$BUILD_DIR" -j"$(nproc)"
+fi
 echo "setup: built into $BUILD_DIR/"
