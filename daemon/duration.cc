@@ -39,7 +39,12 @@ bool IsLetter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 // "1.5" with unit "s" -> 1500 when that is a whole number of milliseconds.
 bool FractionToMillis(std::string_view whole, std::string_view frac, int64_t unit_ms,
                       int64_t* out) {
-  if (whole.size() > 18 || frac.empty() || frac.size() > 18) return false;
+  // At most 24 digits: below 1e24, times the largest unit (a year, 3.2e10
+  // ms) stays far inside __int128. This only builds a hint, so a longer
+  // number simply gets none.
+  if (whole.size() > 18 || frac.empty() || frac.size() > 18 || whole.size() + frac.size() > 24) {
+    return false;
+  }
   __int128 numerator = 0;
   for (char c : whole) numerator = numerator * 10 + (c - '0');
   __int128 scale = 1;
