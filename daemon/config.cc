@@ -185,7 +185,16 @@ class TreeBuilder : public YAML::EventHandler {
 // ---------------------------------------------------------------------------
 // Small helpers.
 
-std::string Quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+// A value quoted in an error message, cut at 80 bytes (on a UTF-8 boundary):
+// a message must stay readable, and a huge value aliased many times must not
+// multiply into gigabytes of error text.
+std::string Quote(std::string_view s) {
+  constexpr size_t kMax = 80;
+  if (s.size() <= kMax) return "\"" + std::string(s) + "\"";
+  size_t cut = kMax;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return "\"" + std::string(s.substr(0, cut)) + "\"... (" + std::to_string(s.size()) + " bytes)";
+}
 
 std::string Describe(const YamlNode* node) {
   switch (node->kind) {
@@ -452,6 +461,8 @@ bool CheckText(std::string_view text, int* line, int* column, std::string* why) 
   return true;
 }
 
+bool ReadFd(int fd, std::string* out, std::string* why);
+
 bool ReadWholeFile(const std::string& path, std::string* out, std::string* why) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {
@@ -471,6 +482,34 @@ bool ReadWholeFile(const std::string& path, std::string* out, std::string* why) 
     *why = ErrnoText(errno);
     return false;
   }
+  // NOTE: an editor or a script may rewrite the file in place while we read
+  // it (truncate, then write). Read until two stats around a read agree and
+  // the bytes read match the size, so the loader never sees half of one
+  // version; a file that keeps changing is an error, not a guess.
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    struct stat before, after;
+    if (fstat(fd, &before) != 0 || lseek(fd, 0, SEEK_SET) != 0) break;
+    std::string why_read;
+    if (!ReadFd(fd, out, &why_read)) {
+      *why = why_read;
+      close(fd);
+      return false;
+    }
+    if (fstat(fd, &after) != 0) break;
+    if (before.st_size == after.st_size && before.st_mtim.tv_sec == after.st_mtim.tv_sec &&
+        before.st_mtim.tv_nsec == after.st_mtim.tv_nsec &&
+        static_cast<off_t>(out->size()) == after.st_size) {
+      close(fd);
+      return true;
+    }
+  }
+  close(fd);
+  *why = "the file kept changing while it was read";
+  return false;
+}
+
+// Reads fd from its current offset to the end into `out`.
+bool ReadFd(int fd, std::string* out, std::string* why) {
   out->clear();
   char buf[65536];
   while (true) {
@@ -478,18 +517,15 @@ bool ReadWholeFile(const std::string& path, std::string* out, std::string* why) 
     if (got < 0) {
       if (errno == EINTR) continue;
       *why = ErrnoText(errno);
-      close(fd);
       return false;
     }
     if (got == 0) break;
     out->append(buf, static_cast<size_t>(got));
     if (out->size() > kMaxFileBytes) {
       *why = "larger than 64 MiB";
-      close(fd);
       return false;
     }
   }
-  close(fd);
   return true;
 }
 
@@ -722,8 +758,10 @@ class Loader {
   std::optional<Millis> Positive(const SourceFile& f, const YamlNode* node,
                                  const std::string& path);
 
+  static constexpr size_t kMaxErrors = 200;
   std::vector<ConfigError> errors_;
   std::vector<int> error_ranks_;  // parallel to errors_.
+  size_t suppressed_errors_ = 0;
   int next_rank_ = 0;
   Settings defaults_;
   GlobalConfig global_;
@@ -743,6 +781,12 @@ std::string Identity(const struct stat& st) {
 
 void Loader::ErrorAt(const SourceFile& f, int line, int column, const std::string& path,
                      std::string message) {
+  // A file can make the same mistake a million times over (an alias of a bad
+  // map referenced everywhere): report the first kMaxErrors, count the rest.
+  if (errors_.size() >= kMaxErrors) {
+    ++suppressed_errors_;
+    return;
+  }
   ConfigError& e = errors_.emplace_back();
   e.file = f.name;
   e.line = line;
@@ -1477,8 +1521,14 @@ ConfigLoadResult Loader::Run(const std::string& text, const std::string& name,
     return std::tie(error_ranks_[a], x.line, x.column) <
            std::tie(error_ranks_[b], y.line, y.column);
   });
-  result.errors.reserve(errors_.size());
+  result.errors.reserve(errors_.size() + 1);
   for (size_t i : order) result.errors.push_back(std::move(errors_[i]));
+  if (suppressed_errors_ > 0) {
+    ConfigError& more = result.errors.emplace_back();
+    more.file = name;
+    more.message = "and " + std::to_string(suppressed_errors_) + " more errors not shown (only the first " +
+                   std::to_string(kMaxErrors) + " are reported)";
+  }
   return result;
 }
 
@@ -1494,6 +1544,17 @@ ConfigLoadResult LoadConfigFile(const std::string& path) {
     ConfigError& e = result.errors.emplace_back();
     e.file = path;
     e.message = "cannot read config file: " + why;
+    return result;
+  }
+  if (text.empty()) {
+    // NOTE: a file rewritten in place (truncate, then write) reads as empty
+    // in between; loading that would drop every target. A config meant to
+    // watch nothing says so: `targets: []`.
+    ConfigLoadResult result;
+    ConfigError& e = result.errors.emplace_back();
+    e.file = path;
+    e.message =
+        "the file is empty (being rewritten?); write \"targets: []\" to watch nothing";
     return result;
   }
   Loader loader;

@@ -44,8 +44,11 @@ struct HttpServerOptions {
   // "[::1]:9798", "localhost:9798". Port 0 picks a free port (see port()).
   std::string listen_address = ":9798";
   bool enable_lifecycle = false;   // allow POST/PUT /-/reload.
-  int num_threads = 4;             // civetweb workers = concurrent requests.
-  int request_timeout_ms = 10000;  // a client slower than this is dropped.
+  // civetweb workers: one connection each. Idle ones cost a stack; many of
+  // them, and a short request timeout, keep slow clients (slowloris) from
+  // starving scrapes and health checks.
+  int num_threads = 32;
+  int request_timeout_ms = 2000;  // a client slower than this is dropped.
   WebConfig web;                   // TLS and basic auth; the default has neither.
 };
 
