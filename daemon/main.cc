@@ -47,15 +47,6 @@ int main(int argc, char** argv) {
   // NOTE: writing to a closed connection raises SIGPIPE; every send uses
   // MSG_NOSIGNAL, and this covers libraries that write on their own.
   signal(SIGPIPE, SIG_IGN);
-  // Until the loop's signal watchers exist, a SIGHUP (systemctl reload right
-  // after start) or SIGTERM must wait, not kill: block them now; libev
-  // unblocks each signal as its watcher starts, and handles what was pending.
-  sigset_t early;
-  sigemptyset(&early);
-  sigaddset(&early, SIGHUP);
-  sigaddset(&early, SIGTERM);
-  sigaddset(&early, SIGINT);
-  sigprocmask(SIG_BLOCK, &early, nullptr);
   // NOTE: a scrape of tens of thousands of targets allocates and frees
   // megabytes (the snapshot, the body). With a fixed mmap threshold glibc maps
   // and unmaps those blocks instead of raising the threshold and keeping them
