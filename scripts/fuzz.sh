@@ -27,7 +27,7 @@ if ! command -v "$CLANGXX" >/dev/null; then
 fi
 
 # CMakeLists.txt includes fuzz/fuzz.cmake at its end; until it does, inject it.
-extra=(-DCMAKE_PROJECT_INCLUDE=)
+extra=(-UCMAKE_PROJECT_INCLUDE)  # drop one a previous run may have cached
 if ! grep -q "fuzz/fuzz.cmake" CMakeLists.txt; then
   extra=(-DCMAKE_PROJECT_INCLUDE="$ROOT/fuzz/fuzz.cmake")
 fi
