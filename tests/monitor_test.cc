@@ -161,6 +161,41 @@ class MonitorTest : public ::testing::Test {
   std::thread thread_;
 };
 
+// A loopback listener whose accept queue is full: it drops every SYN, so a
+// connect to it never completes and only our connect_timeout ends it.
+class SynDroppingListener {
+ public:
+  SynDroppingListener() {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok_ = bind(listen_fd_, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0 &&
+          listen(listen_fd_, 0) == 0;
+    socklen_t len = sizeof sin;
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&sin), &len);
+    port_ = ntohs(sin.sin_port);
+    // Backlog 0 admits one; two fill it.
+    for (int i = 0; i < 2; ++i) {
+      int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      connect(c, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
+      fillers_.push_back(c);
+    }
+  }
+  ~SynDroppingListener() {
+    for (int c : fillers_) close(c);
+    close(listen_fd_);
+  }
+  bool ok() const { return ok_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int listen_fd_ = -1;
+  int port_ = 0;
+  bool ok_ = false;
+  std::vector<int> fillers_;
+};
+
 std::unique_ptr<TestPeer> StartPeer(PeerOptions opts = {}) {
   auto peer = std::make_unique<TestPeer>(opts);
   std::string err = peer->Start();
@@ -249,31 +284,13 @@ TEST_F(MonitorTest, ClosedPortIsRefusedAndBacksOff) {
 }
 
 TEST_F(MonitorTest, SilentSynIsConnectTimeout) {
-  // A listener with a full accept queue drops SYNs: the handshake never
-  // completes and only our connect_timeout can end the attempt.
-  int lfd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-  ASSERT_EQ(listen(lfd, 0), 0);
-  socklen_t len = sizeof sin;
-  getsockname(lfd, reinterpret_cast<sockaddr*>(&sin), &len);
-  const int port = ntohs(sin.sin_port);
-  // Fill the queue (backlog 0 admits one).
-  std::vector<int> fillers;
-  for (int i = 0; i < 2; ++i) {
-    int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    connect(c, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
-    fillers.push_back(c);
-  }
+  SynDroppingListener silent;
+  ASSERT_TRUE(silent.ok());
   StartMonitor(Defaults() + "targets:\n" +
-               Target("a", "127.0.0.1:" + std::to_string(port), "    connect_timeout: 300ms\n"));
+               Target("a", silent.address(), "    connect_timeout: 300ms\n"));
   Event e = WaitForEvent("a", "connect_failure", milliseconds(3000));
   EXPECT_EQ(ReasonName(e.reason), "timeout");
   StopMonitor();
-  for (int c : fillers) close(c);
-  close(lfd);
 }
 
 TEST_F(MonitorTest, HeartbeatAnsweredKeepsTargetUp) {
@@ -494,21 +511,9 @@ TEST_F(MonitorTest, ConnectRateIsCappedAtStartUp) {
 TEST_F(MonitorTest, ConnectsInFlightAreCapped) {
   // Every SYN is dropped (full accept queue): attempts pile up in connecting
   // unless the in-flight cap holds them back.
-  int lfd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
-  ASSERT_EQ(listen(lfd, 0), 0);
-  socklen_t len = sizeof sin;
-  getsockname(lfd, reinterpret_cast<sockaddr*>(&sin), &len);
-  std::vector<int> fillers;
-  for (int i = 0; i < 2; ++i) {
-    int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    connect(c, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
-    fillers.push_back(c);
-  }
-  const std::string addr = "127.0.0.1:" + std::to_string(ntohs(sin.sin_port));
+  SynDroppingListener silent;
+  ASSERT_TRUE(silent.ok());
+  const std::string addr = silent.address();
   std::string yaml = "global: {max_connects_in_flight: 3}\n" + Defaults() + "targets:\n";
   for (int i = 0; i < 10; ++i) {
     yaml += Target("t" + std::to_string(i), addr, "    connect_timeout: 300ms\n");
@@ -534,8 +539,6 @@ TEST_F(MonitorTest, ConnectsInFlightAreCapped) {
   EXPECT_LE(max_connecting, 3u);
   EXPECT_GE(max_connecting, 1u);
   StopMonitor();
-  for (int c : fillers) close(c);
-  close(lfd);
 }
 
 }  // namespace
