@@ -154,13 +154,28 @@ bool Exchange(int port, const std::string& request, std::string* response) {
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    std::fprintf(stderr, "http_fuzzer: connect: errno %d\n", errno);
-    close(fd);
-    return false;
+    // NOTE: libFuzzer's timers interrupt system calls (EINTR); an interrupted
+    // connect goes on in the background: wait for it.
+    int err = errno;
+    if (err == EINTR || err == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      int r;
+      do {
+        r = poll(&p, 1, 5000);
+      } while (r < 0 && errno == EINTR);
+      socklen_t len = sizeof err;
+      err = r == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 ? err : ETIMEDOUT;
+    }
+    if (err != 0) {
+      std::fprintf(stderr, "http_fuzzer: connect: errno %d\n", err);
+      close(fd);
+      return false;
+    }
   }
   size_t sent = 0;
   while (sent < request.size()) {
     ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // the server may close early on a bad request.
     sent += static_cast<size_t>(n);
   }
@@ -176,6 +191,7 @@ bool Exchange(int port, const std::string& request, std::string* response) {
     pollfd p{fd, POLLIN, 0};
     if (poll(&p, 1, left) <= 0) continue;
     ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
     if (n > 0) {
       if (response->size() < (1 << 20)) response->append(buf, static_cast<size_t>(n));
     } else {
