@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <future>
 #include <random>
 
@@ -43,6 +44,14 @@ Monitor::Monitor(Options options, EventLog* log)
 }
 
 Monitor::~Monitor() {
+  if (loader_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(loader_mu_);
+      loader_quit_ = true;
+    }
+    loader_cv_.notify_one();
+    loader_.join();  // a load in progress finishes first; its result is dropped
+  }
   targets_.clear();
   if (signals_installed_) {
     ev_signal_stop(loop_, &sighup_);
@@ -97,7 +106,18 @@ void Monitor::Stop() {
 }
 
 void Monitor::ShutdownInLoop() {
+  if (shutting_down_) {
+    ev_break(loop_, EVBREAK_ALL);
+    return;
+  }
+  shutting_down_ = true;
   if (shutdown_hook_) shutdown_hook_();
+  // Reload requests still waiting are answered: no config will be applied.
+  std::vector<ReloadDone> waiters;
+  waiters.swap(load_waiters_);
+  for (auto& w : next_waiters_) waiters.push_back(std::move(w));
+  next_waiters_.clear();
+  for (auto& w : waiters) w({"the daemon is shutting down"});
   size_t closed = 0;
   for (auto& t : targets_) {
     if (t->up()) ++closed;
@@ -129,7 +149,7 @@ void Monitor::SignalCb(struct ev_loop* /*loop*/, ev_signal* w, int /*revents*/) 
   auto* self = static_cast<Monitor*>(w->data);
   if (w->signum == SIGHUP) {
     self->log_->Message(LogLevel::kInfo, "reloading on SIGHUP");
-    self->ReloadInLoop();
+    self->RequestReload(nullptr);
   } else {
     self->log_->Message(LogLevel::kInfo, "stopping", {{"signal", w->signum == SIGTERM ? "SIGTERM" : "SIGINT"}});
     self->ShutdownInLoop();
@@ -198,32 +218,94 @@ std::vector<std::string> Monitor::Reload() {
   if (stopped_.load()) return {"the event loop has stopped"};
   auto promise = std::make_shared<std::promise<std::vector<std::string>>>();
   auto future = promise->get_future();
-  Post([this, promise] { promise->set_value(ReloadInLoop()); });
+  Post([this, promise] {
+    RequestReload([promise](const std::vector<std::string>& errors) { promise->set_value(errors); });
+  });
   if (future.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
     return {"reload did not finish within 60s"};
   }
   return future.get();
 }
 
-std::vector<std::string> Monitor::ReloadInLoop() {
+void Monitor::RequestReload(ReloadDone done) {
+  if (shutting_down_) {
+    if (done) done({"the daemon is shutting down"});
+    return;
+  }
+  if (loading_) {
+    // The running load may have read the file before this request's edit.
+    load_again_ = true;
+    if (done) next_waiters_.push_back(std::move(done));
+    return;
+  }
+  if (done) load_waiters_.push_back(std::move(done));
   if (reload_hook_) reload_hook_(true);
-  ConfigLoadResult result = LoadConfigFile(options_.config_path);
+  StartLoad();
+}
+
+void Monitor::StartLoad() {
+  loading_ = true;
+  log_->Message(LogLevel::kDebug, "loading config", {{"file", options_.config_path}});
+  {
+    std::lock_guard<std::mutex> lock(loader_mu_);
+    loader_request_ = true;
+  }
+  if (!loader_.joinable()) {
+    loader_ = std::thread([this] { LoaderMain(); });
+  } else {
+    loader_cv_.notify_one();
+  }
+}
+
+void Monitor::LoaderMain() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(loader_mu_);
+      loader_cv_.wait(lock, [this] { return loader_request_ || loader_quit_; });
+      if (loader_quit_) return;
+      loader_request_ = false;
+    }
+    const double start = MonoNow();
+    auto result = std::make_shared<ConfigLoadResult>(LoadConfigFile(options_.config_path));
+    const double seconds = MonoNow() - start;
+    Post([this, result, seconds] { FinishLoad(*result, seconds); });
+  }
+}
+
+void Monitor::FinishLoad(ConfigLoadResult& result, double load_seconds) {
+  loading_ = false;
+  if (shutting_down_) return;
   std::vector<std::string> errors;
   for (const auto& e : result.errors) errors.push_back(e.ToString());
+  char load_ms[32];
+  std::snprintf(load_ms, sizeof load_ms, "%.1f", load_seconds * 1000);
   if (!errors.empty()) {
     last_reload_ok_ = false;
     for (const auto& e : errors) log_->Message(LogLevel::kError, "config error", {{"error", e}});
     log_->Message(LogLevel::kError, "reload failed; the previous config keeps running",
-                  {{"errors", std::to_string(errors.size())}});
+                  {{"errors", std::to_string(errors.size())}, {"load_ms", load_ms}});
   } else {
+    const double apply_start = MonoNow();
     Apply(*result.config);
+    char apply_ms[32];
+    std::snprintf(apply_ms, sizeof apply_ms, "%.1f", (MonoNow() - apply_start) * 1000);
     last_reload_ok_ = true;
     last_reload_success_unix_ = UnixNow();
     log_->Message(LogLevel::kInfo, "config reloaded",
-                  {{"targets", std::to_string(targets_.size())}});
+                  {{"targets", std::to_string(targets_.size())},
+                   {"load_ms", load_ms},
+                   {"apply_ms", apply_ms}});
+  }
+  std::vector<ReloadDone> waiters;
+  waiters.swap(load_waiters_);
+  for (auto& w : waiters) w(errors);
+  if (load_again_) {
+    load_again_ = false;
+    load_waiters_.swap(next_waiters_);
+    StartLoad();  // the reload hook stays in "reloading" until the last load ends
+    return;
   }
   if (reload_hook_) reload_hook_(false);
-  return errors;
 }
 
 void Monitor::Apply(const Config& config) {

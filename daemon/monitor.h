@@ -6,11 +6,13 @@
 #include <ev.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <future>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -71,7 +73,17 @@ class Monitor : public DaemonControl {
   static void PrepareCb(struct ev_loop* loop, ev_prepare* w, int revents);
   static void CheckCb(struct ev_loop* loop, ev_check* w, int revents);
 
-  std::vector<std::string> ReloadInLoop();
+  // Reloads: the file is read and parsed on the loader thread, so a big or
+  // hostile file never stalls the loop; only Apply() runs on the loop. A
+  // request made while a load runs is answered by the next load, which starts
+  // when this one ends (requests in between share it): a storm of SIGHUPs
+  // costs at most two loads, and the last config written before the last
+  // request is always the one applied. Loop thread only.
+  using ReloadDone = std::function<void(const std::vector<std::string>& errors)>;
+  void RequestReload(ReloadDone done);
+  void StartLoad();
+  void FinishLoad(ConfigLoadResult& result, double load_seconds);
+  void LoaderMain();
   // Target sockets may use RLIMIT_NOFILE less kFdReserve (at most half).
   void UpdateSocketBudget();
   void Apply(const Config& config);
@@ -123,6 +135,19 @@ class Monitor : public DaemonControl {
   double last_reload_success_unix_ = 0;
   std::function<void(bool)> reload_hook_;
   std::function<void()> shutdown_hook_;
+
+  // Reload state, loop thread only.
+  bool loading_ = false;
+  bool shutting_down_ = false;
+  std::vector<ReloadDone> load_waiters_;  // answered by the running load
+  std::vector<ReloadDone> next_waiters_;  // answered by the next load
+  bool load_again_ = false;               // a request arrived during the running load
+  // The loader thread, started on the first reload; guarded by loader_mu_.
+  std::mutex loader_mu_;
+  std::condition_variable loader_cv_;
+  bool loader_request_ = false;
+  bool loader_quit_ = false;
+  std::thread loader_;
 };
 
 }  // namespace connwatch
