@@ -20,6 +20,8 @@ PACKAGES=(
   # systemd-analyze, a container to run the unit in, cpack's dpkg-shlibdeps and
   # file, the linter, and man to render the manual pages
   systemd systemd-container dpkg-dev file lintian man-db
+  # the libFuzzer targets (scripts/fuzz.sh): clang and its runtime libraries
+  clang libclang-rt-dev
 )
 
 missing=()

@@ -9,10 +9,12 @@ scripts/setup.sh
 # Many loopback connections in the tests: raise the soft fd limit to the hard one.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 (cd "$BUILD_DIR" && ctest --output-on-failure -j2 --timeout 300 "$@")
-# The unit and integration suite again under AddressSanitizer+UBSan and under
-# ThreadSanitizer (scripts/sanitize.sh). Two tests bound wall time (an alias
-# bomb, a SIGHUP sent 50 ms into start-up), which says nothing under a
-# sanitizer's slowdown. SKIP_SANITIZERS=1 skips.
-if [ "${SKIP_SANITIZERS:-0}" != 1 ] && [ $# -eq 0 ]; then
-  scripts/sanitize.sh -E 'AliasAmplificationIsBounded|SighupDuringStartupDoesNotKill'
+# With no arguments (a whole run), also:
+#  - the unit and integration suite again under AddressSanitizer+UBSan and
+#    under ThreadSanitizer (scripts/sanitize.sh; SKIP_SANITIZERS=1 skips);
+#  - every libFuzzer target for 30 s from its seed corpus (scripts/fuzz.sh;
+#    SKIP_FUZZ=1 skips).
+if [ $# -eq 0 ]; then
+  if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then scripts/sanitize.sh; fi
+  if [ "${SKIP_FUZZ:-0}" != 1 ]; then scripts/fuzz.sh 30; fi
 fi
