@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <new>
 #include <sstream>
@@ -60,6 +61,26 @@ namespace {
 // parsing, which also bounds yaml-cpp's recursion (its own guard allows 500
 // levels, about 250 KB of stack: too much for a small thread stack).
 constexpr int kMaxDepth = 64;
+// Aliases make a config stand for more nodes than it holds (an alias counts
+// the whole node it names, each time it is referenced), and the loader walks
+// an aliased node as often as it is referenced. A document is refused at the
+// alias that takes its nodes, aliases expanded, past max(kMinExpansionLimit,
+// kExpansionFactor x the nodes written so far), counted across the main file
+// and its includes. Why these numbers: aliases are the only way to share
+// labels between targets (labels are not allowed in defaults), and a target
+// writes at least 4 nodes (its map, "address" and its value, the key of the
+// alias) while an alias of a map of L labels stands for 1 + 2L. With a factor
+// of 16, every target of a config of any size may alias a map of up to 29
+// labels (5 labels, as in most configs: under 4 times), and under the floor
+// anything goes (10,000 targets sharing 45 labels). What is refused is built
+// to amplify: 10,000 aliases of a 1,000-key map in 38 KB took 10 s of CPU
+// before this bound, and is now refused while parsing. What aliases can still
+// cost a load that is not refused is bounded by the floor (walking 1,000,000
+// expanded nodes that are all errors takes about 0.5 s, release build) and by
+// the factor (a 650 KB file built to stay just under it took 1.6 s to load
+// with its errors; the same bytes without aliases, 0.2 s).
+constexpr uint64_t kMinExpansionLimit = 1000000;
+constexpr uint64_t kExpansionFactor = 16;
 constexpr size_t kMaxFileBytes = 64 << 20;
 // The kernel takes TCP_KEEPIDLE / TCP_KEEPINTVL in whole seconds, 1..32767.
 constexpr int64_t kMaxKeepaliveSeconds = 32767;
@@ -100,7 +121,17 @@ struct YamlNode {
   int column = 0;
   std::string value;                      // scalars only.
   std::vector<const YamlNode*> children;  // sequence items, or key, value, key, value...
+  // How many nodes this one stands for once aliases are expanded: 1 plus
+  // the expanded sizes of its children (saturating). Final once the node
+  // has ended; an alias of a node that has not ended yet (`&a [*a]`, a
+  // cycle the loader never follows more than a few levels) counts 1.
+  uint64_t expanded = 1;
 };
+
+uint64_t SaturatingAdd(uint64_t a, uint64_t b) {
+  return a > std::numeric_limits<uint64_t>::max() - b ? std::numeric_limits<uint64_t>::max()
+                                                      : a + b;
+}
 
 struct TooDeep {
   YAML::Mark mark;
@@ -108,11 +139,25 @@ struct TooDeep {
 struct SecondDocument {
   YAML::Mark mark;
 };
+struct TooMuchExpansion {
+  YAML::Mark mark;   // the alias that crossed the limit.
+  uint64_t limit;    // the limit it crossed.
+  uint64_t written;  // nodes written so far, which the limit was computed from.
+};
 
-// Owns the nodes of one document. Throws TooDeep past kMaxDepth and
-// SecondDocument when a second document starts.
+// Node counts of one load, across the main file and its includes.
+struct NodeCount {
+  uint64_t written = 0;   // nodes in the files (an alias adds none).
+  uint64_t expanded = 0;  // nodes once aliases are expanded (saturating).
+};
+
+// Owns the nodes of one document. Throws TooDeep past kMaxDepth,
+// SecondDocument when a second document starts, and TooMuchExpansion at the
+// alias that takes `count->expanded` past max(kMinExpansionLimit,
+// kExpansionFactor x count->written).
 class TreeBuilder : public YAML::EventHandler {
  public:
+  explicit TreeBuilder(NodeCount* count) : count_(count) {}
   const YamlNode* root() const { return root_; }
 
   void OnDocumentStart(const YAML::Mark& mark) override {
@@ -126,7 +171,13 @@ class TreeBuilder : public YAML::EventHandler {
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
     // The alias shares the anchored node (and so its place), like YAML::Node.
     const YamlNode* target = anchor < anchors_.size() ? anchors_[anchor] : nullptr;
-    if (target == nullptr) target = New(YamlNode::Kind::kNull, mark, YAML::NullAnchor);
+    if (target == nullptr) {
+      target = New(YamlNode::Kind::kNull, mark, YAML::NullAnchor);
+    } else {
+      count_->expanded = SaturatingAdd(count_->expanded, target->expanded);
+      const uint64_t limit = std::max(kMinExpansionLimit, kExpansionFactor * count_->written);
+      if (count_->expanded > limit) throw TooMuchExpansion{mark, limit, count_->written};
+    }
     Attach(target);
   }
   void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
@@ -140,16 +191,18 @@ class TreeBuilder : public YAML::EventHandler {
                        YAML::EmitterStyle::value /*style*/) override {
     Open(YamlNode::Kind::kSequence, mark, anchor);
   }
-  void OnSequenceEnd() override { stack_.pop_back(); }
+  void OnSequenceEnd() override { Close(); }
   void OnMapStart(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value /*style*/) override {
     Open(YamlNode::Kind::kMap, mark, anchor);
   }
-  void OnMapEnd() override { stack_.pop_back(); }
+  void OnMapEnd() override { Close(); }
 
  private:
   YamlNode* New(YamlNode::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor) {
     YamlNode& node = nodes_.emplace_back();
+    ++count_->written;
+    count_->expanded = SaturatingAdd(count_->expanded, 1);
     node.kind = kind;
     if (!mark.is_null()) {
       node.line = mark.line + 1;
@@ -174,7 +227,17 @@ class TreeBuilder : public YAML::EventHandler {
     Attach(node);
     stack_.push_back(node);
   }
+  void Close() {
+    YamlNode* node = stack_.back();
+    uint64_t expanded = 1;
+    for (const YamlNode* child : node->children) {
+      expanded = SaturatingAdd(expanded, child->expanded);
+    }
+    node->expanded = expanded;
+    stack_.pop_back();
+  }
 
+  NodeCount* count_;
   std::deque<YamlNode> nodes_;  // a deque: pointers stay valid as it grows.
   std::vector<YamlNode*> stack_;
   std::vector<const YamlNode*> anchors_;
@@ -462,6 +525,17 @@ bool CheckText(std::string_view text, int* line, int* column, std::string* why) 
 }
 
 bool ReadFd(int fd, std::string* out, std::string* why);
+bool FdHolds(int fd, const std::string& expected, bool* same, std::string* why);
+
+std::function<void(size_t)>& ReadChunkHook() {
+  static std::function<void(size_t)> hook;
+  return hook;
+}
+
+bool SameVersion(const struct stat& a, const struct stat& b) {
+  return a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec &&
+         a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
+}
 
 bool ReadWholeFile(const std::string& path, std::string* out, std::string* why) {
   struct stat st;
@@ -483,11 +557,20 @@ bool ReadWholeFile(const std::string& path, std::string* out, std::string* why) 
     return false;
   }
   // NOTE: an editor or a script may rewrite the file in place while we read
-  // it (truncate, then write). Read until two stats around a read agree and
-  // the bytes read match the size, so the loader never sees half of one
-  // version; a file that keeps changing is an error, not a guess.
+  // it (truncate, then write). The loader must never see half of one version
+  // and half of another, and the stats alone do not tell: the kernel stamps
+  // mtime from a coarse clock (one tick, about 4 ms), so two versions of the
+  // same size written within one tick look unchanged. A read counts only if
+  // the stats before and after it agree, the bytes read match the size, and
+  // a second read returns the same bytes with the stats still unchanged: two
+  // reads torn the same way would need the writer to repeat the same
+  // interleaving (ConfigLoad.FileRewrittenWithinOneClockTickIsNeverMixed
+  // makes such a rewrite). A file that keeps changing is an error, not a
+  // guess. (A writer that overwrites without truncating leaves the file
+  // itself half old, half new while it writes; no reader can tell that from
+  // a version. Tools should write a temporary file and rename it.)
   for (int attempt = 0; attempt < 20; ++attempt) {
-    struct stat before, after;
+    struct stat before, middle, after;
     if (fstat(fd, &before) != 0 || lseek(fd, 0, SEEK_SET) != 0) break;
     std::string why_read;
     if (!ReadFd(fd, out, &why_read)) {
@@ -495,10 +578,19 @@ bool ReadWholeFile(const std::string& path, std::string* out, std::string* why) 
       close(fd);
       return false;
     }
+    if (fstat(fd, &middle) != 0) break;
+    if (!SameVersion(before, middle) || static_cast<off_t>(out->size()) != middle.st_size) {
+      continue;
+    }
+    bool same = false;
+    if (lseek(fd, 0, SEEK_SET) != 0) break;
+    if (!FdHolds(fd, *out, &same, &why_read)) {
+      *why = why_read;
+      close(fd);
+      return false;
+    }
     if (fstat(fd, &after) != 0) break;
-    if (before.st_size == after.st_size && before.st_mtim.tv_sec == after.st_mtim.tv_sec &&
-        before.st_mtim.tv_nsec == after.st_mtim.tv_nsec &&
-        static_cast<off_t>(out->size()) == after.st_size) {
+    if (same && SameVersion(before, after)) {
       close(fd);
       return true;
     }
@@ -525,7 +617,31 @@ bool ReadFd(int fd, std::string* out, std::string* why) {
       *why = "larger than 64 MiB";
       return false;
     }
+    if (ReadChunkHook()) ReadChunkHook()(out->size());
   }
+  return true;
+}
+
+// Reads fd from its current offset to the end and sets `same` when the bytes
+// are exactly `expected` (without holding a second copy of the file).
+bool FdHolds(int fd, const std::string& expected, bool* same, std::string* why) {
+  *same = false;
+  size_t at = 0;
+  char buf[65536];
+  while (true) {
+    ssize_t got = read(fd, buf, sizeof buf);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      *why = ErrnoText(errno);
+      return false;
+    }
+    if (got == 0) break;
+    const size_t n = static_cast<size_t>(got);
+    if (n > expected.size() - at || expected.compare(at, n, buf, n) != 0) return true;
+    at += n;
+    if (ReadChunkHook()) ReadChunkHook()(at);
+  }
+  *same = at == expected.size();
   return true;
 }
 
@@ -773,6 +889,7 @@ class Loader {
   std::string main_identity_;
   std::unordered_set<std::string> good_regexes_;
   std::vector<std::string> files_;
+  NodeCount node_count_;  // of every file read so far.
 };
 
 std::string Identity(const struct stat& st) {
@@ -1351,7 +1468,7 @@ void Loader::IncludeFile(const SourceFile& f, const YamlNode* at, const std::str
   }
   files_.push_back(file);
   SourceFile included{file, DirName(file), true, next_rank_++};
-  TreeBuilder builder;
+  TreeBuilder builder(&node_count_);
   const YamlNode* root = Parse(included, text, &builder);
   if (root != nullptr) ProcessFile(included, root);
 }
@@ -1471,6 +1588,14 @@ const YamlNode* Loader::Parse(const SourceFile& f, const std::string& text, Tree
     at(e.mark, "nested more than " + std::to_string(kMaxDepth) +
                    " levels deep; a connwatch config needs four");
     return nullptr;
+  } catch (const TooMuchExpansion& e) {
+    at(e.mark, "aliases expand the config to more than " + std::to_string(e.limit) +
+                   " nodes (it has " + std::to_string(e.written) +
+                   " written up to here; the limit is " + std::to_string(kExpansionFactor) +
+                   " times that, at least " + std::to_string(kMinExpansionLimit) +
+                   "); alias only small shared pieces such as a labels map, or write the "
+                   "repeated parts out");
+    return nullptr;
   } catch (const SecondDocument& e) {
     at(e.mark, "a second YAML document (\"---\"); a config file holds exactly one");
     return nullptr;
@@ -1497,7 +1622,7 @@ ConfigLoadResult Loader::Run(const std::string& text, const std::string& name,
   SourceFile main{name, base_dir, false, next_rank_++};
   ConfigLoadResult result;
   try {
-    TreeBuilder builder;
+    TreeBuilder builder(&node_count_);
     const YamlNode* root = Parse(main, text, &builder);
     if (root != nullptr) ProcessFile(main, root);
   } catch (const std::bad_alloc&) {
@@ -1561,6 +1686,10 @@ ConfigLoadResult LoadConfigFile(const std::string& path) {
   ConfigLoadResult result = loader.Run(text, path, DirName(path), &st);
   if (result.config) result.config->files.insert(result.config->files.begin(), path);
   return result;
+}
+
+void SetReadChunkHookForTest(std::function<void(size_t bytes_read)> hook) {
+  ReadChunkHook() = std::move(hook);
 }
 
 ConfigLoadResult LoadConfigString(const std::string& text, const std::string& name,

@@ -6,6 +6,7 @@
 // event loop and snapshots, so it may be read from any thread.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -106,5 +107,11 @@ ConfigLoadResult LoadConfigFile(const std::string& path);
 // includes.
 ConfigLoadResult LoadConfigString(const std::string& text, const std::string& name,
                                   const std::string& base_dir);
+
+// Test-only: `hook` runs in the loader's file reader after each chunk it reads
+// (at most 64 KiB), with the bytes read so far in that pass over the file, so
+// a test can rewrite the file at an exact point of a read. An empty function
+// removes it. Set it only while no load runs (it is not synchronised).
+void SetReadChunkHookForTest(std::function<void(size_t bytes_read)> hook);
 
 }  // namespace connwatch

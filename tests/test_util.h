@@ -1,6 +1,7 @@
 #pragma once
 // Test support: temporary directories, waiting for conditions with a
-// deadline (never sleeping as synchronisation), and running the daemon binary.
+// deadline (never sleeping as synchronisation), and running the daemon binary
+// (or any program) with its output captured.
 
 #include <fcntl.h>
 #include <zlib.h>
@@ -163,6 +164,30 @@ class Subprocess {
   std::vector<std::string> lines_;
   bool eof_ = false;
 };
+
+// What RunProgram saw: the exit code (128+signal; -1 when it did not exit
+// in time, and was killed), stdout and stderr together, and the wall time.
+struct RunResult {
+  int status = -1;
+  std::string output;
+  double seconds = 0;
+};
+
+// Runs argv (argv[0] is a path: no shell, no PATH search; for redirections
+// run {"/bin/sh", "-c", ...}) until it exits or `timeout` passes.
+inline RunResult RunProgram(std::vector<std::string> argv, milliseconds timeout) {
+  const auto start = SteadyClock::now();
+  Subprocess p(std::move(argv));
+  RunResult r;
+  r.status = p.Wait(timeout);
+  r.seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  // The reader thread may still be draining the pipe after the exit: wait
+  // for the end of the output (a line that never comes; WaitForLine returns
+  // at the end of the output).
+  p.WaitForLine("\x01never\x01", milliseconds(r.status < 0 ? 0 : 2000));
+  r.output = p.Output();
+  return r;
+}
 
 // Decompresses a whole gzip stream; *complete is false without a valid trailer.
 inline std::string Gunzip(const std::string& in, bool* complete) {
