@@ -6,8 +6,10 @@
 # Each in its own build dir, Debug at -O1 -g1 (line tables are enough for
 # symbolized stacks and build faster than -g). Tests labelled "system" or
 # "package" are left out (they need namespaces, systemd or dpkg, not a
-# sanitizer). The first report fails the run; suppressions live in
-# tests/sanitizers/, each with its reason.
+# sanitizer), and so are the benchmark smokes labelled "bench" (they measure
+# the normal build: memory and time mean nothing under a sanitizer). The
+# first report fails the run; suppressions live in tests/sanitizers/, each
+# with its reason.
 #
 #   scripts/sanitize.sh            both variants
 #   scripts/sanitize.sh asan       one of them (asan | tsan)
@@ -51,7 +53,7 @@ for v in "${VARIANTS[@]}"; do
   cmake --build "$dir" -j"$JOBS" --target connwatch_tests
   echo "sanitize: $v: built in $(( $(date +%s) - start ))s; running unit and integration tests"
   start=$(date +%s)
-  if (cd "$dir" && ctest --output-on-failure -j"$JOBS" --timeout 600 -LE 'system|package' "$@"); then
+  if (cd "$dir" && ctest --output-on-failure -j"$JOBS" --timeout 600 -LE 'system|package|bench' "$@"); then
     echo "sanitize: $v: passed in $(( $(date +%s) - start ))s"
   else
     echo "sanitize: $v: FAILED (see the sanitizer report above)"
