@@ -82,11 +82,14 @@ class Monitor : public DaemonControl {
   using ReloadDone = std::function<void(const std::vector<std::string>& errors)>;
   void RequestReload(ReloadDone done);
   void StartLoad();
-  void FinishLoad(ConfigLoadResult& result, double load_seconds);
+  void FinishLoad(ConfigLoadResult& result, double load_seconds, const std::vector<int32_t>& match,
+                  const Config* matched_against);
   void LoaderMain();
   // Target sockets may use RLIMIT_NOFILE less kFdReserve (at most half).
   void UpdateSocketBudget();
-  void Apply(const Config& config);
+  // Replaces targets_ by config's targets; `match` from MatchTargets (monitor.cc)
+  // against the config targets_ runs (applied_).
+  void Apply(const Config& config, const std::vector<int32_t>& match);
   // A snapshot is copied in slices of kSnapshotSlice targets, one slice per
   // loop iteration, so a scrape of 100,000 targets never holds the loop for
   // more than a fraction of a millisecond. A reload between slices restarts
@@ -147,6 +150,9 @@ class Monitor : public DaemonControl {
   std::condition_variable loader_cv_;
   bool loader_request_ = false;
   bool loader_quit_ = false;
+  std::shared_ptr<const Config> loader_previous_;  // what the loop runs, for MatchTargets
+  // The config the loop runs (loop thread; handed to the loader with a request).
+  std::shared_ptr<const Config> applied_;
   std::thread loader_;
 };
 

@@ -77,7 +77,6 @@ class Target {
   // Carries counters over from a target of the same name whose config changed.
   void InheritCounters(const Target& old);
   // Swaps in an equal config (same values, new object) on reload.
-  void set_config(std::shared_ptr<const TargetConfig> config) { config_ = std::move(config); }
 
   const TargetConfig& config() const { return *config_; }
   TargetState state() const { return state_; }

@@ -456,6 +456,38 @@ TEST_F(MonitorTest, ReloadKeepsUnchangedTargetsConnection) {
   EXPECT_EQ(closed.detail, "removed from config");
 }
 
+// Targets are matched by name wherever they move in the file: reordering,
+// inserting before and removing around unchanged targets keeps their
+// connections; a change in the middle reconnects only that one.
+TEST_F(MonitorTest, ReloadMatchesTargetsByNameInAnyOrder) {
+  auto peer = StartPeer();
+  std::string all;
+  for (const char* n : {"a", "b", "c", "d", "e"}) all += Target(n, Addr(*peer));
+  StartMonitor(Defaults() + "targets:\n" + all);
+  for (const char* n : {"a", "b", "c", "d", "e"}) WaitUp(n);
+  ASSERT_TRUE(peer->WaitForOpenConnections(5, kDeadline));
+  // New order: e, new1, c (changed), a, d; b is removed.
+  RewriteConfig(Defaults() + "targets:\n" + Target("e", Addr(*peer)) + Target("new1", Addr(*peer)) +
+                Target("c", Addr(*peer), "    labels: {moved: \"yes\"}\n") + Target("a", Addr(*peer)) +
+                Target("d", Addr(*peer)));
+  std::vector<std::string> errors = monitor_->Reload();
+  ASSERT_TRUE(errors.empty()) << errors.front();
+  auto snap = monitor_->GetSnapshot();
+  std::vector<std::string> order;
+  for (const auto& t : snap->targets) order.push_back(t.config->name);
+  EXPECT_EQ(order, (std::vector<std::string>{"e", "new1", "c", "a", "d"}));
+  for (const char* n : {"e", "a", "d"}) {
+    EXPECT_EQ(WaitUp(n).connects, 1u) << n << " kept its place in the file? it must keep its connection";
+  }
+  EXPECT_EQ(WaitForTarget("c", [](const TargetSnapshot& s) { return s.up && s.connects == 2; },
+                          "reconnected after its labels changed")
+                .config->labels.size(),
+            1u);
+  WaitUp("new1");
+  EXPECT_EQ(WaitForEvent("b", "close").detail, "removed from config");
+  EXPECT_EQ(peer->accepted_total(), 7u) << "5 at start, then c again and new1";
+}
+
 TEST_F(MonitorTest, BadReloadKeepsTheOldConfigRunning) {
   auto peer = StartPeer();
   StartMonitor(Defaults() + "targets:\n" + Target("a", Addr(*peer)));
