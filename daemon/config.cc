@@ -551,9 +551,20 @@ bool ReadWholeFile(const std::string& path, std::string* out, std::string* why) 
     *why = "not a regular file";
     return false;
   }
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // NOTE: O_NONBLOCK: some "regular files" block on read until something
+  // happens (/proc/kmsg waits for kernel messages; the fuzzer found an
+  // include glob that matched it and hung the loader), and a path swapped
+  // for a FIFO after the stat() above would block in open(). Regular files
+  // on disk ignore the flag; these now fail with EAGAIN instead of hanging.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) {
     *why = ErrnoText(errno);
+    return false;
+  }
+  struct stat opened;
+  if (fstat(fd, &opened) != 0 || !S_ISREG(opened.st_mode)) {
+    *why = "not a regular file";
+    close(fd);
     return false;
   }
   // NOTE: an editor or a script may rewrite the file in place while we read
@@ -608,7 +619,9 @@ bool ReadFd(int fd, std::string* out, std::string* why) {
     ssize_t got = read(fd, buf, sizeof buf);
     if (got < 0) {
       if (errno == EINTR) continue;
-      *why = ErrnoText(errno);
+      *why = errno == EAGAIN || errno == EWOULDBLOCK
+                 ? std::string("reading it would block (not an ordinary file on disk)")
+                 : ErrnoText(errno);
       return false;
     }
     if (got == 0) break;
@@ -632,7 +645,9 @@ bool FdHolds(int fd, const std::string& expected, bool* same, std::string* why) 
     ssize_t got = read(fd, buf, sizeof buf);
     if (got < 0) {
       if (errno == EINTR) continue;
-      *why = ErrnoText(errno);
+      *why = errno == EAGAIN || errno == EWOULDBLOCK
+                 ? std::string("reading it would block (not an ordinary file on disk)")
+                 : ErrnoText(errno);
       return false;
     }
     if (got == 0) break;

@@ -460,6 +460,28 @@ TEST(BadInput, IncludeLoopsAreErrors) {
   EXPECT_EQ(r.status, 0) << r.output;
 }
 
+// Found by fuzz/config_include_fuzzer (an include glob "/*/*" matched
+// /proc/kmsg): a "regular file" whose read blocks until the kernel logs
+// something hung the loader for good. Reads no longer block. As root the
+// file opens and the read would block; otherwise open() is refused. Either
+// way the answer must come at once, never a hang.
+TEST(BadInput, IncludeOfAFileWhoseReadBlocksIsAnError) {
+  struct stat st;
+  if (stat("/proc/kmsg", &st) != 0 || !S_ISREG(st.st_mode)) {
+    GTEST_SKIP() << "no /proc/kmsg as a regular file here";
+  }
+  TempDir dir;
+  const std::string path = dir.Write("main.yaml", "targets: []\ninclude: [/proc/kmsg]\n");
+  CheckResult r = CheckConfig(path, milliseconds(10000));
+  ASSERT_NE(r.status, -1) << "--check-config hung on /proc/kmsg";
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("cannot read included file \"/proc/kmsg\""), std::string::npos)
+      << r.output;
+  if (geteuid() == 0) {
+    EXPECT_NE(r.output.find("reading it would block"), std::string::npos) << r.output;
+  }
+}
+
 TEST(BadInput, IncludeGlobMatchingNothingLoads) {
   TempDir dir;
   std::filesystem::create_directories(dir.path() + "/targets.d");
