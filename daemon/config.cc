@@ -611,10 +611,13 @@ bool ReadWholeFile(const std::string& path, std::string* out, std::string* why) 
   return false;
 }
 
-// Reads fd from its current offset to the end into `out`.
-bool ReadFd(int fd, std::string* out, std::string* why) {
-  out->clear();
+// Reads fd from its current offset to the end in chunks of up to 64 KiB,
+// handing each to `chunk` (which returns false to stop early). The test hook
+// runs after each chunk with the bytes read so far.
+template <typename Chunk>
+bool ReadChunks(int fd, std::string* why, Chunk&& chunk) {
   char buf[65536];
+  size_t total = 0;
   while (true) {
     ssize_t got = read(fd, buf, sizeof buf);
     if (got < 0) {
@@ -624,40 +627,40 @@ bool ReadFd(int fd, std::string* out, std::string* why) {
                  : ErrnoText(errno);
       return false;
     }
-    if (got == 0) break;
-    out->append(buf, static_cast<size_t>(got));
-    if (out->size() > kMaxFileBytes) {
-      *why = "larger than 64 MiB";
-      return false;
-    }
-    if (ReadChunkHook()) ReadChunkHook()(out->size());
+    if (got == 0) return true;
+    const size_t n = static_cast<size_t>(got);
+    total += n;
+    if (!chunk(std::string_view(buf, n))) return true;
+    if (ReadChunkHook()) ReadChunkHook()(total);
   }
-  return true;
+}
+
+// Reads fd from its current offset to the end into `out`.
+bool ReadFd(int fd, std::string* out, std::string* why) {
+  out->clear();
+  bool too_big = false;
+  bool ok = ReadChunks(fd, why, [&](std::string_view piece) {
+    out->append(piece);
+    too_big = out->size() > kMaxFileBytes;
+    return !too_big;
+  });
+  if (too_big) *why = "larger than 64 MiB";
+  return ok && !too_big;
 }
 
 // Reads fd from its current offset to the end and sets `same` when the bytes
 // are exactly `expected` (without holding a second copy of the file).
 bool FdHolds(int fd, const std::string& expected, bool* same, std::string* why) {
-  *same = false;
   size_t at = 0;
-  char buf[65536];
-  while (true) {
-    ssize_t got = read(fd, buf, sizeof buf);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      *why = errno == EAGAIN || errno == EWOULDBLOCK
-                 ? std::string("reading it would block (not an ordinary file on disk)")
-                 : ErrnoText(errno);
-      return false;
-    }
-    if (got == 0) break;
-    const size_t n = static_cast<size_t>(got);
-    if (n > expected.size() - at || expected.compare(at, n, buf, n) != 0) return true;
-    at += n;
-    if (ReadChunkHook()) ReadChunkHook()(at);
-  }
-  *same = at == expected.size();
-  return true;
+  bool differs = false;
+  bool ok = ReadChunks(fd, why, [&](std::string_view piece) {
+    differs = piece.size() > expected.size() - at ||
+              std::string_view(expected).substr(at, piece.size()) != piece;
+    at += piece.size();
+    return !differs;
+  });
+  *same = ok && !differs && at == expected.size();
+  return ok;
 }
 
 std::string DirName(const std::string& path) {
