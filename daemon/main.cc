@@ -8,13 +8,13 @@
 #include <cstdio>
 #include <string>
 
-#include "config.h"
-#include "event_log.h"
-#include "http_server.h"
-#include "monitor.h"
-#include "service_notify.h"
+#include "config/loader.h"
+#include "core/event_log.h"
+#include "web/http_server.h"
+#include "monitor/monitor.h"
+#include "monitor/service_notify.h"
 #include "version.h"
-#include "web_config.h"
+#include "web/web_config.h"
 
 namespace {
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <unordered_set>
 
-#include "config.h"
+#include "config/loader.h"
 #include "known_bugs.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

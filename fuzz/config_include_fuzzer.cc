@@ -15,7 +15,7 @@
 #include <string_view>
 #include <unordered_set>
 
-#include "config.h"
+#include "config/loader.h"
 #include "known_bugs.h"
 
 namespace {

@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "duration.h"
+#include "core/duration.h"
 #include "known_bugs.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

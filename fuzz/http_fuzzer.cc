@@ -25,9 +25,9 @@
 #include <memory>
 #include <string>
 
-#include "event_log.h"
-#include "http_server.h"
-#include "snapshot.h"
+#include "core/event_log.h"
+#include "web/http_server.h"
+#include "core/snapshot.h"
 
 namespace {
 

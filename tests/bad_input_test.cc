@@ -28,8 +28,8 @@
 #include <thread>
 #include <vector>
 
-#include "config.h"
-#include "duration.h"
+#include "config/loader.h"
+#include "core/duration.h"
 #include "http_client.h"
 #include "test_peer.h"
 #include "test_util.h"

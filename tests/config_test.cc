@@ -1,4 +1,4 @@
-#include "config.h"
+#include "config/loader.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

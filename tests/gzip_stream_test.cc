@@ -1,4 +1,4 @@
-#include "gzip_stream.h"
+#include "web/gzip_stream.h"
 
 #include <gtest/gtest.h>
 #include <zlib.h>

@@ -1,4 +1,4 @@
-#include "http_server.h"
+#include "web/http_server.h"
 
 #include <civetweb.h>
 #include <errno.h>
@@ -17,7 +17,7 @@
 
 #include "test_util.h"
 #include "http_client.h"
-#include "metrics_view.h"
+#include "web/metrics_view.h"
 
 namespace connwatch {
 

@@ -1,7 +1,7 @@
 // Reason classification from what the kernel said, one rule per test, each
 // row of shared/docs/tcp-liveness.md's truth table.
 
-#include "liveness.h"
+#include "core/liveness.h"
 
 #include <gtest/gtest.h>
 #include <netinet/tcp.h>

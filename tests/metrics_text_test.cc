@@ -1,7 +1,7 @@
 // The streaming writer must produce exactly the bytes prometheus-cpp's
 // TextSerializer writes for the same snapshot.
 
-#include "metrics_text.h"
+#include "web/metrics_text.h"
 
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
@@ -9,7 +9,7 @@
 #include <limits>
 #include <random>
 
-#include "metrics_view.h"
+#include "web/metrics_view.h"
 
 namespace connwatch {
 namespace {

@@ -1,4 +1,4 @@
-#include "metrics_view.h"
+#include "web/metrics_view.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "metrics_table.h"
+#include "web/metrics_table.h"
 #include "version.h"
 
 namespace connwatch {
@@ -308,7 +308,7 @@ TEST(MetricsTable, DocsMatchTheTable) {
     GTEST_SKIP() << "rewrote the table in " << path;
   }
   EXPECT_EQ(documented, generated)
-      << path << " is out of date with daemon/metrics_table.h; re-run this test with "
+      << path << " is out of date with daemon/web/metrics_table.h; re-run this test with "
       << "CONNWATCH_UPDATE_DOCS=1 to regenerate it.";
 }
 

@@ -2,7 +2,7 @@
 // loopback (port 0), driven by the in-process TestPeer. Every wait has a
 // deadline and every failure says what was expected and what was seen.
 
-#include "monitor.h"
+#include "monitor/monitor.h"
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>

@@ -1,6 +1,6 @@
 // Every PromQL expression shipped with connwatch (the Grafana dashboard, the
 // alerting rules and their unit tests) may name only metrics connwatchd
-// really exports: the rows of kMetrics in daemon/metrics_table.h (a
+// really exports: the rows of kMetrics in daemon/web/metrics_table.h (a
 // histogram as its _bucket, _sum and _count series), plus the series
 // Prometheus makes itself (up, ALERTS...). A renamed metric or a typo in a
 // panel fails here instead of showing an empty graph.
@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "metrics_table.h"
+#include "web/metrics_table.h"
 
 namespace connwatch {
 namespace {

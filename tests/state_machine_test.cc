@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include "backoff.h"
-#include "target_state.h"
+#include "core/backoff.h"
+#include "core/target_state.h"
 
 namespace connwatch {
 namespace {

@@ -2,7 +2,7 @@
 // auth, and TLS served for real: a self-signed certificate made by the
 // openssl CLI, an OpenSSL client that verifies it, plain HTTP refused.
 
-#include "web_config.h"
+#include "web/web_config.h"
 
 #include <crypt.h>
 #include <fcntl.h>
@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "http_client.h"
-#include "http_server.h"
+#include "web/http_server.h"
 #include "test_util.h"
 
 namespace connwatch {

@@ -1,0 +1,1692 @@
+#include "config/loader.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <re2/re2.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/exceptions.h>
+#include <yaml-cpp/mark.h>
+#include <yaml-cpp/parser.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <limits>
+#include <new>
+#include <sstream>
+#include <string_view>
+#include <system_error>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace connwatch {
+
+namespace {
+
+// A connwatch config is at most four levels deep (targets, a target, its
+// labels/keepalive/heartbeat, a value). Deeper documents are refused while
+// parsing, which also bounds yaml-cpp's recursion (its own guard allows 500
+// levels, about 250 KB of stack: too much for a small thread stack).
+constexpr int kMaxDepth = 64;
+// Aliases make a config stand for more nodes than it holds (an alias counts
+// the whole node it names, each time it is referenced), and the loader walks
+// an aliased node as often as it is referenced. A document is refused at the
+// alias that takes its nodes, aliases expanded, past max(kMinExpansionLimit,
+// kExpansionFactor x the nodes written so far), counted across the main file
+// and its includes. Why these numbers: aliases are the only way to share
+// labels between targets (labels are not allowed in defaults), and a target
+// writes at least 4 nodes (its map, "address" and its value, the key of the
+// alias) while an alias of a map of L labels stands for 1 + 2L. With a factor
+// of 16, every target of a config of any size may alias a map of up to 29
+// labels (5 labels, as in most configs: under 4 times), and under the floor
+// anything goes (10,000 targets sharing 45 labels). What is refused is built
+// to amplify: 10,000 aliases of a 1,000-key map in 38 KB took 10 s of CPU
+// before this bound, and is now refused while parsing. What aliases can still
+// cost a load that is not refused is bounded by the floor (walking 1,000,000
+// expanded nodes that are all errors takes about 0.5 s, release build) and by
+// the factor (a 650 KB file built to stay just under it took 1.6 s to load
+// with its errors; the same bytes without aliases, 0.2 s).
+constexpr uint64_t kMinExpansionLimit = 1000000;
+constexpr uint64_t kExpansionFactor = 16;
+constexpr size_t kMaxFileBytes = 64 << 20;
+// The kernel takes TCP_KEEPIDLE / TCP_KEEPINTVL in whole seconds, 1..32767.
+constexpr int64_t kMaxKeepaliveSeconds = 32767;
+constexpr int kMaxKeepaliveCount = 127;  // TCP_KEEPCNT
+// TCP_USER_TIMEOUT is an int of milliseconds.
+constexpr int64_t kMaxUserTimeoutMs = std::numeric_limits<int32_t>::max();
+
+// Labels connwatch itself puts on every series; a user label may not shadow them.
+constexpr std::string_view kReservedLabels[] = {"target", "address"};
+
+constexpr std::string_view kMainKeys[] = {"global", "defaults", "targets", "include"};
+constexpr std::string_view kGlobalKeys[] = {"max_connects_in_flight", "max_connects_per_second"};
+constexpr std::string_view kIncludedKeys[] = {"targets"};
+constexpr std::string_view kSettingKeys[] = {"connect_timeout", "check_interval", "keepalive",
+                                             "user_timeout",    "backoff",        "address_family",
+                                             "source_address",  "startup_jitter", "check_jitter",
+                                             "heartbeat"};
+constexpr std::string_view kTargetKeys[] = {
+    "name",         "address", "labels",         "connect_timeout", "check_interval", "keepalive",
+    "user_timeout", "backoff", "address_family", "source_address",  "startup_jitter", "check_jitter",
+    "heartbeat"};
+constexpr std::string_view kKeepaliveKeys[] = {"idle", "interval", "count"};
+constexpr std::string_view kBackoffKeys[] = {"initial", "max"};
+constexpr std::string_view kHeartbeatKeys[] = {"send", "expect", "interval", "timeout", "fall"};
+
+// ---------------------------------------------------------------------------
+// The document tree.
+
+// One node of a parsed YAML document with its place (1-based). Built from
+// yaml-cpp's parser events rather than YAML::Load: that lets us refuse deep
+// nesting as soon as it starts, keeps every pair of a map (duplicates
+// included), and never throws BadConversion because nothing is converted.
+struct YamlNode {
+  enum class Kind : uint8_t { kNull, kScalar, kSequence, kMap };
+  Kind kind = Kind::kNull;
+  bool plain = false;  // a scalar written without quotes: `false`, not "false".
+  int line = 0;
+  int column = 0;
+  std::string value;                      // scalars only.
+  std::vector<const YamlNode*> children;  // sequence items, or key, value, key, value...
+  // How many nodes this one stands for once aliases are expanded: 1 plus
+  // the expanded sizes of its children (saturating). Final once the node
+  // has ended; an alias of a node that has not ended yet (`&a [*a]`, a
+  // cycle the loader never follows more than a few levels) counts 1.
+  uint64_t expanded = 1;
+};
+
+uint64_t SaturatingAdd(uint64_t a, uint64_t b) {
+  return a > std::numeric_limits<uint64_t>::max() - b ? std::numeric_limits<uint64_t>::max()
+                                                      : a + b;
+}
+
+struct TooDeep {
+  YAML::Mark mark;
+};
+struct SecondDocument {
+  YAML::Mark mark;
+};
+struct TooMuchExpansion {
+  YAML::Mark mark;   // the alias that crossed the limit.
+  uint64_t limit;    // the limit it crossed.
+  uint64_t written;  // nodes written so far, which the limit was computed from.
+};
+
+// Node counts of one load, across the main file and its includes.
+struct NodeCount {
+  uint64_t written = 0;   // nodes in the files (an alias adds none).
+  uint64_t expanded = 0;  // nodes once aliases are expanded (saturating).
+};
+
+// Owns the nodes of one document. Throws TooDeep past kMaxDepth,
+// SecondDocument when a second document starts, and TooMuchExpansion at the
+// alias that takes `count->expanded` past max(kMinExpansionLimit,
+// kExpansionFactor x count->written).
+class TreeBuilder : public YAML::EventHandler {
+ public:
+  explicit TreeBuilder(NodeCount* count) : count_(count) {}
+  const YamlNode* root() const { return root_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (documents_++ > 0) throw SecondDocument{mark};
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    YamlNode* node = New(YamlNode::Kind::kNull, mark, anchor);
+    Attach(node);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    // The alias shares the anchored node (and so its place), like YAML::Node.
+    const YamlNode* target = anchor < anchors_.size() ? anchors_[anchor] : nullptr;
+    if (target == nullptr) {
+      target = New(YamlNode::Kind::kNull, mark, YAML::NullAnchor);
+    } else {
+      count_->expanded = SaturatingAdd(count_->expanded, target->expanded);
+      const uint64_t limit = std::max(kMinExpansionLimit, kExpansionFactor * count_->written);
+      if (count_->expanded > limit) throw TooMuchExpansion{mark, limit, count_->written};
+    }
+    Attach(target);
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    YamlNode* node = New(YamlNode::Kind::kScalar, mark, anchor);
+    node->value = value;
+    node->plain = tag == "?";
+    Attach(node);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value /*style*/) override {
+    Open(YamlNode::Kind::kSequence, mark, anchor);
+  }
+  void OnSequenceEnd() override { Close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value /*style*/) override {
+    Open(YamlNode::Kind::kMap, mark, anchor);
+  }
+  void OnMapEnd() override { Close(); }
+
+ private:
+  YamlNode* New(YamlNode::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor) {
+    YamlNode& node = nodes_.emplace_back();
+    ++count_->written;
+    count_->expanded = SaturatingAdd(count_->expanded, 1);
+    node.kind = kind;
+    if (!mark.is_null()) {
+      node.line = mark.line + 1;
+      node.column = mark.column + 1;
+    }
+    if (anchor != YAML::NullAnchor) {
+      if (anchors_.size() <= anchor) anchors_.resize(anchor + 1, nullptr);
+      anchors_[anchor] = &node;
+    }
+    return &node;
+  }
+  void Attach(const YamlNode* node) {
+    if (!stack_.empty()) {
+      stack_.back()->children.push_back(node);
+    } else if (root_ == nullptr) {
+      root_ = node;
+    }
+  }
+  void Open(YamlNode::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor) {
+    if (static_cast<int>(stack_.size()) >= kMaxDepth) throw TooDeep{mark};
+    YamlNode* node = New(kind, mark, anchor);
+    Attach(node);
+    stack_.push_back(node);
+  }
+  void Close() {
+    YamlNode* node = stack_.back();
+    uint64_t expanded = 1;
+    for (const YamlNode* child : node->children) {
+      expanded = SaturatingAdd(expanded, child->expanded);
+    }
+    node->expanded = expanded;
+    stack_.pop_back();
+  }
+
+  NodeCount* count_;
+  std::deque<YamlNode> nodes_;  // a deque: pointers stay valid as it grows.
+  std::vector<YamlNode*> stack_;
+  std::vector<const YamlNode*> anchors_;
+  const YamlNode* root_ = nullptr;
+  int documents_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Small helpers.
+
+// A value quoted in an error message, cut at 80 bytes (on a UTF-8 boundary):
+// a message must stay readable, and a huge value aliased many times must not
+// multiply into gigabytes of error text.
+std::string Quote(std::string_view s) {
+  constexpr size_t kMax = 80;
+  if (s.size() <= kMax) return "\"" + std::string(s) + "\"";
+  size_t cut = kMax;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return "\"" + std::string(s.substr(0, cut)) + "\"... (" + std::to_string(s.size()) + " bytes)";
+}
+
+std::string Describe(const YamlNode* node) {
+  switch (node->kind) {
+    case YamlNode::Kind::kNull:
+      return "an empty value";
+    case YamlNode::Kind::kScalar:
+      return "the string " + Quote(node->value);
+    case YamlNode::Kind::kSequence:
+      return "a list";
+    case YamlNode::Kind::kMap:
+      return "a map";
+  }
+  return "something else";
+}
+
+// "targets[0].labels.team"; a key that is not a plain word is quoted:
+// `labels."team name"`.
+std::string Join(const std::string& parent, std::string_view key) {
+  bool plain = !key.empty();
+  for (char c : key) {
+    plain = plain && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '_' || c == '-' || c == '.');
+  }
+  std::string out = parent;
+  if (!out.empty()) out += '.';
+  if (plain) {
+    out += key;
+  } else {
+    out += '"';
+    out += key;
+    out += '"';
+  }
+  return out;
+}
+
+std::string Index(const std::string& parent, size_t i) {
+  return parent + "[" + std::to_string(i) + "]";
+}
+
+std::string ErrnoText(int err) { return std::generic_category().message(err); }
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      size_t substitute = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
+      row[j] = std::min({above + 1, row[j - 1] + 1, substitute});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+template <size_t N>
+bool Contains(const std::string_view (&keys)[N], std::string_view key) {
+  return std::find(std::begin(keys), std::end(keys), key) != std::end(keys);
+}
+
+// `unknown key "conect_timeout" (did you mean "connect_timeout"?)`.
+template <size_t N>
+std::string UnknownKeyMessage(std::string_view key, const std::string_view (&known)[N]) {
+  std::string message = "unknown key " + Quote(key);
+  std::string_view best;
+  size_t best_distance = 3;  // suggest only close misspellings.
+  for (std::string_view candidate : known) {
+    size_t d = EditDistance(key, candidate);
+    if (d < best_distance && d < std::max<size_t>(key.size(), 2) / 2 + 1) {
+      best = candidate;
+      best_distance = d;
+    }
+  }
+  if (!best.empty()) message += " (did you mean " + Quote(best) + "?)";
+  if (key == "<<") message += ": merge keys are not supported; put shared settings in \"defaults\"";
+  return message;
+}
+
+bool IsIpv4Literal(std::string_view s) {
+  in_addr a;
+  return inet_pton(AF_INET, std::string(s).c_str(), &a) == 1;
+}
+bool IsIpv6Literal(std::string_view s) {
+  in6_addr a;
+  return inet_pton(AF_INET6, std::string(s).c_str(), &a) == 1;
+}
+
+// "[fe80::1%eth0]" holds an IPv6 address with an optional zone.
+bool IsIpv6WithZone(std::string_view s) {
+  size_t percent = s.find('%');
+  if (percent == std::string_view::npos) return IsIpv6Literal(s);
+  return percent + 1 < s.size() && IsIpv6Literal(s.substr(0, percent));
+}
+
+bool IsHostName(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Splits "host:port" / "[v6]:port". On failure `why` says what is wrong.
+bool ParseAddress(std::string_view text, std::string* host, uint16_t* port, std::string* why) {
+  if (text.empty()) {
+    *why = "must not be empty (expected host:port or [ipv6]:port)";
+    return false;
+  }
+  const std::string prefix = "invalid address " + Quote(text) + ": ";
+  for (char c : text) {
+    if (c == ' ' || c == '\t') {
+      *why = prefix + "contains whitespace";
+      return false;
+    }
+  }
+  std::string_view host_part;
+  std::string_view port_part;
+  if (text[0] == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos) {
+      *why = prefix + "missing \"]\" after the IPv6 address (expected [ipv6]:port)";
+      return false;
+    }
+    host_part = text.substr(1, close - 1);
+    if (host_part.empty()) {
+      *why = prefix + "empty IPv6 address between \"[\" and \"]\"";
+      return false;
+    }
+    if (!IsIpv6WithZone(host_part)) {
+      *why = prefix + Quote(host_part) + " in brackets is not an IPv6 address";
+      return false;
+    }
+    std::string_view rest = text.substr(close + 1);
+    if (rest.empty()) {
+      *why = prefix + "missing port (expected [ipv6]:port)";
+      return false;
+    }
+    if (rest[0] != ':') {
+      *why = prefix + "expected \":port\" after \"]\"";
+      return false;
+    }
+    port_part = rest.substr(1);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      *why = prefix + "missing port (expected host:port)";
+      return false;
+    }
+    if (text.find(':') != colon) {
+      *why = prefix + "an IPv6 address must be written in brackets, e.g. \"[2001:db8::1]:80\"";
+      return false;
+    }
+    host_part = text.substr(0, colon);
+    port_part = text.substr(colon + 1);
+    if (host_part.empty()) {
+      *why = prefix + "missing host before \":\"";
+      return false;
+    }
+    if (!IsIpv4Literal(host_part) && !IsHostName(host_part)) {
+      *why = prefix + "host " + Quote(host_part) +
+             " is neither an IPv4 address nor a host name (letters, digits, \"-\", \".\", \"_\")";
+      return false;
+    }
+  }
+  if (port_part.empty()) {
+    *why = prefix + "missing port after \":\"";
+    return false;
+  }
+  for (char c : port_part) {
+    if (c < '0' || c > '9') {
+      *why = prefix + "port " + Quote(port_part) + " is not a number (1..65535)";
+      return false;
+    }
+  }
+  long value = port_part.size() > 5 ? 100000 : std::stol(std::string(port_part));
+  if (value < 1 || value > 65535) {
+    *why = prefix + "port " + std::string(port_part) + " is out of range 1..65535";
+    return false;
+  }
+  *host = std::string(host_part);
+  *port = static_cast<uint16_t>(value);
+  return true;
+}
+
+enum class IpVersion : uint8_t { kNone, kV4, kV6 };
+
+IpVersion LiteralVersion(std::string_view host) {
+  if (IsIpv4Literal(host)) return IpVersion::kV4;
+  if (IsIpv6WithZone(host)) return IpVersion::kV6;
+  return IpVersion::kNone;
+}
+
+std::string_view VersionName(IpVersion v) { return v == IpVersion::kV4 ? "IPv4" : "IPv6"; }
+
+bool FamilyAllows(AddressFamily family, IpVersion v) {
+  if (family == AddressFamily::kAny || v == IpVersion::kNone) return true;
+  return (family == AddressFamily::kIp4) == (v == IpVersion::kV4);
+}
+
+bool IsLabelNameChar(char c, bool first) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+         (!first && c >= '0' && c <= '9');
+}
+
+// Checks that `text` is UTF-8 without control characters (other than tab,
+// CR, LF); otherwise sets the 1-based place of the first bad byte.
+bool CheckText(std::string_view text, int* line, int* column, std::string* why) {
+  int l = 1;
+  int c = 1;
+  size_t i = 0;
+  const size_t n = text.size();
+  auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  auto continuation = [&](size_t k, unsigned char lo, unsigned char hi) {
+    return k < n && byte(k) >= lo && byte(k) <= hi;
+  };
+  while (i < n) {
+    unsigned char b = byte(i);
+    size_t length = 0;
+    if (b < 0x80) {
+      if ((b < 0x20 && b != '\t' && b != '\n' && b != '\r') || b == 0x7f) {
+        char buf[80];
+        std::snprintf(buf, sizeof buf, "control character 0x%02x is not allowed in a config file",
+                      b);
+        *why = buf;
+        *line = l;
+        *column = c;
+        return false;
+      }
+      length = 1;
+    } else if (b >= 0xc2 && b <= 0xdf) {
+      if (continuation(i + 1, 0x80, 0xbf)) length = 2;
+    } else if (b >= 0xe0 && b <= 0xef) {
+      unsigned char lo = b == 0xe0 ? 0xa0 : 0x80;
+      unsigned char hi = b == 0xed ? 0x9f : 0xbf;
+      if (continuation(i + 1, lo, hi) && continuation(i + 2, 0x80, 0xbf)) length = 3;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      unsigned char lo = b == 0xf0 ? 0x90 : 0x80;
+      unsigned char hi = b == 0xf4 ? 0x8f : 0xbf;
+      if (continuation(i + 1, lo, hi) && continuation(i + 2, 0x80, 0xbf) &&
+          continuation(i + 3, 0x80, 0xbf)) {
+        length = 4;
+      }
+    }
+    if (length == 0) {
+      char buf[80];
+      std::snprintf(buf, sizeof buf, "invalid UTF-8 (byte 0x%02x); a config file must be UTF-8", b);
+      *why = buf;
+      *line = l;
+      *column = c;
+      return false;
+    }
+    if (b == '\n') {
+      ++l;
+      c = 1;
+    } else {
+      c += static_cast<int>(length);  // columns count bytes, as yaml-cpp's do.
+    }
+    i += length;
+  }
+  return true;
+}
+
+bool ReadFd(int fd, std::string* out, std::string* why);
+bool FdHolds(int fd, const std::string& expected, bool* same, std::string* why);
+
+std::function<void(size_t)>& ReadChunkHook() {
+  static std::function<void(size_t)> hook;
+  return hook;
+}
+
+bool SameVersion(const struct stat& a, const struct stat& b) {
+  return a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec &&
+         a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
+}
+
+bool ReadWholeFile(const std::string& path, std::string* out, std::string* why) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    *why = ErrnoText(errno);
+    return false;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    *why = "is a directory";
+    return false;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    *why = "not a regular file";
+    return false;
+  }
+  // NOTE: O_NONBLOCK: some "regular files" block on read until something
+  // happens (/proc/kmsg waits for kernel messages; the fuzzer found an
+  // include glob that matched it and hung the loader), and a path swapped
+  // for a FIFO after the stat() above would block in open(). Regular files
+  // on disk ignore the flag; these now fail with EAGAIN instead of hanging.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
+    *why = ErrnoText(errno);
+    return false;
+  }
+  struct stat opened;
+  if (fstat(fd, &opened) != 0 || !S_ISREG(opened.st_mode)) {
+    *why = "not a regular file";
+    close(fd);
+    return false;
+  }
+  // NOTE: an editor or a script may rewrite the file in place while we read
+  // it (truncate, then write). The loader must never see half of one version
+  // and half of another, and the stats alone do not tell: the kernel stamps
+  // mtime from a coarse clock (one tick, about 4 ms), so two versions of the
+  // same size written within one tick look unchanged. A read counts only if
+  // the stats before and after it agree, the bytes read match the size, and
+  // a second read returns the same bytes with the stats still unchanged: two
+  // reads torn the same way would need the writer to repeat the same
+  // interleaving (ConfigLoad.FileRewrittenWithinOneClockTickIsNeverMixed
+  // makes such a rewrite). A file that keeps changing is an error, not a
+  // guess. (A writer that overwrites without truncating leaves the file
+  // itself half old, half new while it writes; no reader can tell that from
+  // a version. Tools should write a temporary file and rename it.)
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    struct stat before, middle, after;
+    if (fstat(fd, &before) != 0 || lseek(fd, 0, SEEK_SET) != 0) break;
+    std::string why_read;
+    if (!ReadFd(fd, out, &why_read)) {
+      *why = why_read;
+      close(fd);
+      return false;
+    }
+    if (fstat(fd, &middle) != 0) break;
+    if (!SameVersion(before, middle) || static_cast<off_t>(out->size()) != middle.st_size) {
+      continue;
+    }
+    bool same = false;
+    if (lseek(fd, 0, SEEK_SET) != 0) break;
+    if (!FdHolds(fd, *out, &same, &why_read)) {
+      *why = why_read;
+      close(fd);
+      return false;
+    }
+    if (fstat(fd, &after) != 0) break;
+    if (same && SameVersion(before, after)) {
+      close(fd);
+      return true;
+    }
+  }
+  close(fd);
+  *why = "the file kept changing while it was read";
+  return false;
+}
+
+// Reads fd from its current offset to the end in chunks of up to 64 KiB,
+// handing each to `chunk` (which returns false to stop early). The test hook
+// runs after each chunk with the bytes read so far.
+template <typename Chunk>
+bool ReadChunks(int fd, std::string* why, Chunk&& chunk) {
+  char buf[65536];
+  size_t total = 0;
+  while (true) {
+    ssize_t got = read(fd, buf, sizeof buf);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      *why = errno == EAGAIN || errno == EWOULDBLOCK
+                 ? std::string("reading it would block (not an ordinary file on disk)")
+                 : ErrnoText(errno);
+      return false;
+    }
+    if (got == 0) return true;
+    const size_t n = static_cast<size_t>(got);
+    total += n;
+    if (!chunk(std::string_view(buf, n))) return true;
+    if (ReadChunkHook()) ReadChunkHook()(total);
+  }
+}
+
+// Reads fd from its current offset to the end into `out`.
+bool ReadFd(int fd, std::string* out, std::string* why) {
+  out->clear();
+  bool too_big = false;
+  bool ok = ReadChunks(fd, why, [&](std::string_view piece) {
+    out->append(piece);
+    too_big = out->size() > kMaxFileBytes;
+    return !too_big;
+  });
+  if (too_big) *why = "larger than 64 MiB";
+  return ok && !too_big;
+}
+
+// Reads fd from its current offset to the end and sets `same` when the bytes
+// are exactly `expected` (without holding a second copy of the file).
+bool FdHolds(int fd, const std::string& expected, bool* same, std::string* why) {
+  size_t at = 0;
+  bool differs = false;
+  bool ok = ReadChunks(fd, why, [&](std::string_view piece) {
+    differs = piece.size() > expected.size() - at ||
+              std::string_view(expected).substr(at, piece.size()) != piece;
+    at += piece.size();
+    return !differs;
+  });
+  *same = ok && !differs && at == expected.size();
+  return ok;
+}
+
+std::string DirName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return "";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string JoinPath(const std::string& dir, const std::string& path) {
+  if (dir.empty() || (!path.empty() && path[0] == '/')) return path;
+  if (dir.back() == '/') return dir + path;
+  return dir + "/" + path;
+}
+
+// glob(3) reports a directory it cannot read through a plain function
+// pointer; the details travel back through this thread-local.
+struct GlobFailure {
+  std::string path;
+  int err = 0;
+};
+thread_local GlobFailure glob_failure;
+
+// A directory that does not exist matches nothing, like an empty one; any
+// other failure (EACCES...) stops the expansion and is reported.
+int OnGlobError(const char* path, int err) {
+  if (err == ENOENT || err == ENOTDIR) return 0;
+  glob_failure.path = path;
+  glob_failure.err = err;
+  return 1;
+}
+
+std::string EscapeGlob(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '*' || c == '?' || c == '[' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+bool HasGlobChars(std::string_view s) { return s.find_first_of("*?[") != std::string_view::npos; }
+
+// `address: [2001:db8::1]:443` is a YAML list followed by junk; yaml-cpp only
+// says "end of map not found". Name the likely fix.
+std::string UnquotedIpv6Hint(const std::string& text, const YAML::Mark& mark) {
+  if (mark.is_null() || mark.pos < 0) return "";
+  const size_t pos = std::min(static_cast<size_t>(mark.pos), text.size());
+  const size_t begin = text.rfind('\n', pos == 0 ? 0 : pos - 1);
+  const size_t start = begin == std::string::npos ? 0 : begin + 1;
+  const std::string_view line(text.data() + start, text.find('\n', start) == std::string::npos
+                                                       ? text.size() - start
+                                                       : text.find('\n', start) - start);
+  const size_t open = line.find(": [");
+  const size_t close = line.find("]:", open == std::string_view::npos ? 0 : open);
+  if (open == std::string_view::npos || close == std::string_view::npos) return "";
+  return " (an address in brackets must be quoted: " +
+         Quote(line.substr(open + 2, line.find_first_of(" #", close) - open - 2)) + ")";
+}
+
+// ---------------------------------------------------------------------------
+// Settings shared by `defaults:` and targets.
+
+template <typename T>
+struct Field {
+  std::optional<T> value;
+  const YamlNode* node = nullptr;  // where the value was written.
+};
+
+// The keys a target may inherit from `defaults:`; an unset field inherits.
+struct Settings {
+  Field<Millis> connect_timeout;
+  Field<Millis> check_interval;
+  Field<Millis> keepalive_idle;
+  Field<Millis> keepalive_interval;
+  Field<int> keepalive_count;
+  Field<Millis> user_timeout;
+  Field<Millis> backoff_initial;
+  Field<Millis> backoff_max;
+  Field<AddressFamily> address_family;
+  Field<std::string> source_address;
+  Field<Millis> startup_jitter;
+  Field<Millis> check_jitter;
+  // `heartbeat:` absent (inherit), false/null (off), or a map (on, merged
+  // key by key over the defaults' heartbeat).
+  enum class Heartbeat : uint8_t { kInherit, kOff, kOn } heartbeat = Heartbeat::kInherit;
+  const YamlNode* heartbeat_node = nullptr;
+  Field<std::string> heartbeat_send;
+  Field<std::string> heartbeat_expect;
+  Field<Millis> heartbeat_interval;
+  Field<Millis> heartbeat_timeout;
+  Field<int> heartbeat_fall;
+};
+
+// The value a target gets: its own, else the default's, else `builtin`.
+template <typename T>
+struct Resolved {
+  T value;
+  const YamlNode* node;  // nullptr when built in.
+  bool own;              // set by the target itself.
+};
+
+template <typename T>
+Resolved<T> Resolve(const Field<T>& own, const Field<T>* inherited, T builtin) {
+  if (own.value) return {*own.value, own.node, true};
+  if (inherited != nullptr && inherited->value) return {*inherited->value, inherited->node, false};
+  return {builtin, nullptr, false};
+}
+
+// Fills the settings of `target`: its own value, else the default's, else the
+// built-in one.
+void ApplySettings(const Settings& own, const Settings& d, TargetConfig* target) {
+  const TargetConfig builtin;
+  target->connect_timeout =
+      Resolve(own.connect_timeout, &d.connect_timeout, builtin.connect_timeout).value;
+  target->check_interval =
+      Resolve(own.check_interval, &d.check_interval, builtin.check_interval).value;
+  target->keepalive.idle =
+      Resolve(own.keepalive_idle, &d.keepalive_idle, builtin.keepalive.idle).value;
+  target->keepalive.interval =
+      Resolve(own.keepalive_interval, &d.keepalive_interval, builtin.keepalive.interval).value;
+  target->keepalive.count =
+      Resolve(own.keepalive_count, &d.keepalive_count, builtin.keepalive.count).value;
+  // Unset everywhere: the time keepalive needs to declare the peer dead, capped
+  // at what TCP_USER_TIMEOUT can hold.
+  const int64_t derived = std::min<int64_t>(
+      target->keepalive.idle.count() + target->keepalive.interval.count() * target->keepalive.count,
+      kMaxUserTimeoutMs);
+  target->user_timeout = Resolve(own.user_timeout, &d.user_timeout, Millis(derived)).value;
+  target->backoff.initial =
+      Resolve(own.backoff_initial, &d.backoff_initial, builtin.backoff.initial).value;
+  target->backoff.max = Resolve(own.backoff_max, &d.backoff_max, builtin.backoff.max).value;
+  target->address_family =
+      Resolve(own.address_family, &d.address_family, builtin.address_family).value;
+  target->source_address =
+      Resolve(own.source_address, &d.source_address, builtin.source_address).value;
+  target->startup_jitter =
+      Resolve(own.startup_jitter, &d.startup_jitter, builtin.startup_jitter).value;
+  target->check_jitter =
+      Resolve(own.check_jitter, &d.check_jitter, Millis(target->check_interval.count() / 10)).value;
+
+  Settings::Heartbeat mode = own.heartbeat;
+  if (mode == Settings::Heartbeat::kInherit) mode = d.heartbeat;
+  if (mode == Settings::Heartbeat::kOn) {
+    // Keys the target leaves out come from the defaults' heartbeat, if on.
+    const bool merge = d.heartbeat == Settings::Heartbeat::kOn;
+    const HeartbeatConfig hb_builtin;
+    HeartbeatConfig hb;
+    hb.send = Resolve(own.heartbeat_send, merge ? &d.heartbeat_send : nullptr, std::string()).value;
+    hb.expect =
+        Resolve(own.heartbeat_expect, merge ? &d.heartbeat_expect : nullptr, std::string()).value;
+    hb.interval = Resolve(own.heartbeat_interval, merge ? &d.heartbeat_interval : nullptr,
+                          hb_builtin.interval)
+                      .value;
+    hb.timeout =
+        Resolve(own.heartbeat_timeout, merge ? &d.heartbeat_timeout : nullptr, hb_builtin.timeout)
+            .value;
+    hb.fall =
+        Resolve(own.heartbeat_fall, merge ? &d.heartbeat_fall : nullptr, hb_builtin.fall).value;
+    target->heartbeat = std::move(hb);
+  }
+}
+
+// Where a file's errors are reported and its includes resolved.
+struct SourceFile {
+  std::string name;
+  std::string dir;
+  bool included = false;
+  int rank = 0;  // order in which files were read; errors are sorted by it.
+};
+
+struct Place {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
+// ---------------------------------------------------------------------------
+// The loader: one per LoadConfig* call.
+
+class Loader {
+ public:
+  ConfigLoadResult Run(const std::string& text, const std::string& name,
+                       const std::string& base_dir, const struct stat* main_identity);
+
+ private:
+  void Error(const SourceFile& f, const YamlNode* at, const std::string& path, std::string message);
+  void ErrorAt(const SourceFile& f, int line, int column, const std::string& path,
+               std::string message);
+
+  const YamlNode* Parse(const SourceFile& f, const std::string& text, TreeBuilder* builder);
+  void ProcessFile(const SourceFile& f, const YamlNode* root);
+  void ProcessDefaults(const SourceFile& f, const YamlNode* node);
+  void ProcessGlobal(const SourceFile& f, const YamlNode* node);
+  void ProcessTargets(const SourceFile& f, const YamlNode* node);
+  void ProcessTarget(const SourceFile& f, const YamlNode* node, const std::string& path);
+  void ParseLabels(const SourceFile& f, const YamlNode* node, const std::string& path,
+                   TargetConfig* target);
+  void ProcessIncludes(const SourceFile& f, const YamlNode* node);
+  void IncludeFile(const SourceFile& f, const YamlNode* at, const std::string& path,
+                   const std::string& file);
+
+  // Calls fn(key, key_node, value) for each pair of a map, after reporting
+  // non-string and duplicate keys (which fn never sees).
+  template <typename Fn>
+  void ForEachPair(const SourceFile& f, const YamlNode* map, const std::string& path, Fn fn);
+
+  // Parses `key` of defaults or a target into `s`; false if not a setting key.
+  bool ParseSetting(const SourceFile& f, std::string_view key, const YamlNode* value,
+                    const std::string& parent, Settings* s);
+  void ParseKeepalive(const SourceFile& f, const YamlNode* node, const std::string& path,
+                      Settings* s);
+  void ParseBackoff(const SourceFile& f, const YamlNode* node, const std::string& path,
+                    Settings* s);
+  void ParseHeartbeat(const SourceFile& f, const YamlNode* node, const std::string& path,
+                      Settings* s);
+  // Checks between keys, for defaults (inherited == nullptr) or a target.
+  void CheckCombinations(const SourceFile& f, const Settings& own, const Settings* inherited,
+                         const std::string& path);
+
+  bool Scalar(const SourceFile& f, const YamlNode* node, const std::string& path,
+              const char* expected);
+  std::optional<Millis> Duration(const SourceFile& f, const YamlNode* node,
+                                 const std::string& path);
+  std::optional<int> Integer(const SourceFile& f, const YamlNode* node, const std::string& path,
+                             int min, int max, const char* why);
+  std::optional<Millis> KeepaliveSeconds(const SourceFile& f, const YamlNode* node,
+                                         const std::string& path, const char* sockopt);
+  std::optional<Millis> Positive(const SourceFile& f, const YamlNode* node,
+                                 const std::string& path);
+
+  static constexpr size_t kMaxErrors = 200;
+  std::vector<ConfigError> errors_;
+  std::vector<int> error_ranks_;  // parallel to errors_.
+  size_t suppressed_errors_ = 0;
+  int next_rank_ = 0;
+  Settings defaults_;
+  GlobalConfig global_;
+  std::vector<std::shared_ptr<const TargetConfig>> targets_;
+  std::unordered_map<std::string, Place> names_;
+  // Files read so far, by "dev:inode": the name each was read under and the
+  // include entry that named it.
+  std::unordered_map<std::string, std::pair<std::string, std::string>> loaded_;
+  std::string main_identity_;
+  std::unordered_set<std::string> good_regexes_;
+  std::vector<std::string> files_;
+  NodeCount node_count_;  // of every file read so far.
+};
+
+std::string Identity(const struct stat& st) {
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+}
+
+void Loader::ErrorAt(const SourceFile& f, int line, int column, const std::string& path,
+                     std::string message) {
+  // A file can make the same mistake a million times over (an alias of a bad
+  // map referenced everywhere): report the first kMaxErrors, count the rest.
+  if (errors_.size() >= kMaxErrors) {
+    ++suppressed_errors_;
+    return;
+  }
+  ConfigError& e = errors_.emplace_back();
+  e.file = f.name;
+  e.line = line;
+  e.column = column;
+  e.path = path;
+  e.message = std::move(message);
+  error_ranks_.push_back(f.rank);
+}
+
+void Loader::Error(const SourceFile& f, const YamlNode* at, const std::string& path,
+                   std::string message) {
+  ErrorAt(f, at != nullptr ? at->line : 0, at != nullptr ? at->column : 0, path,
+          std::move(message));
+}
+
+template <typename Fn>
+void Loader::ForEachPair(const SourceFile& f, const YamlNode* map, const std::string& path, Fn fn) {
+  const auto& c = map->children;
+  const size_t pairs = c.size() / 2;
+  // Maps are small; a hash index only for the rare big one keeps this linear.
+  std::unordered_map<std::string_view, const YamlNode*> index;
+  const bool use_index = pairs > 16;
+  for (size_t i = 0; i + 1 < c.size(); i += 2) {
+    const YamlNode* key = c[i];
+    const YamlNode* value = c[i + 1];
+    if (key->kind != YamlNode::Kind::kScalar) {
+      Error(f, key, path, "a key must be a string, got " + Describe(key));
+      continue;
+    }
+    const YamlNode* first = nullptr;
+    if (use_index) {
+      auto [it, inserted] = index.emplace(key->value, key);
+      if (!inserted) first = it->second;
+    } else {
+      for (size_t j = 0; j < i; j += 2) {
+        if (c[j]->kind == YamlNode::Kind::kScalar && c[j]->value == key->value) {
+          first = c[j];
+          break;
+        }
+      }
+    }
+    if (first != nullptr) {
+      Error(f, key, Join(path, key->value),
+            "duplicate key " + Quote(key->value) + " (first at " + std::to_string(first->line) +
+                ":" + std::to_string(first->column) + ")");
+      continue;
+    }
+    fn(std::string_view(key->value), key, value);
+  }
+}
+
+bool Loader::Scalar(const SourceFile& f, const YamlNode* node, const std::string& path,
+                    const char* expected) {
+  if (node->kind == YamlNode::Kind::kScalar) return true;
+  Error(f, node, path, std::string("expected ") + expected + ", got " + Describe(node));
+  return false;
+}
+
+std::optional<Millis> Loader::Duration(const SourceFile& f, const YamlNode* node,
+                                       const std::string& path) {
+  if (!Scalar(f, node, path, "a duration such as \"5s\"")) return std::nullopt;
+  Millis d;
+  std::string why;
+  if (!ParseDuration(node->value, &d, &why)) {
+    Error(f, node, path, why);
+    return std::nullopt;
+  }
+  return d;
+}
+
+std::optional<Millis> Loader::Positive(const SourceFile& f, const YamlNode* node,
+                                       const std::string& path) {
+  std::optional<Millis> d = Duration(f, node, path);
+  if (d && d->count() <= 0) {
+    Error(f, node, path, "must be greater than 0");
+    return std::nullopt;
+  }
+  return d;
+}
+
+std::optional<int> Loader::Integer(const SourceFile& f, const YamlNode* node,
+                                   const std::string& path, int min, int max, const char* why) {
+  if (!Scalar(f, node, path, "an integer")) return std::nullopt;
+  const std::string& s = node->value;
+  size_t digits_from = (!s.empty() && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
+  bool numeric = s.size() > digits_from;
+  for (size_t i = digits_from; i < s.size(); ++i) numeric = numeric && s[i] >= '0' && s[i] <= '9';
+  if (!numeric) {
+    Error(f, node, path, "expected an integer, got " + Quote(s));
+    return std::nullopt;
+  }
+  long long value = 0;
+  if (s.size() - digits_from > 12) {
+    value =
+        s[0] == '-' ? std::numeric_limits<long long>::min() : std::numeric_limits<long long>::max();
+  } else {
+    value = std::stoll(s);
+  }
+  if (value < min || value > max) {
+    std::string message = "must be between " + std::to_string(min) + " and " + std::to_string(max);
+    if (why != nullptr && *why != '\0') message += std::string(" (") + why + ")";
+    message += ", got " + s;
+    Error(f, node, path, message);
+    return std::nullopt;
+  }
+  return static_cast<int>(value);
+}
+
+std::optional<Millis> Loader::KeepaliveSeconds(const SourceFile& f, const YamlNode* node,
+                                               const std::string& path, const char* sockopt) {
+  std::optional<Millis> d = Duration(f, node, path);
+  if (!d) return std::nullopt;
+  const std::string because =
+      std::string(": the kernel takes ") + sockopt + " in whole seconds, 1..32767";
+  if (d->count() < 1000 || d->count() > kMaxKeepaliveSeconds * 1000) {
+    Error(f, node, path, "must be between 1s and 32767s, got " + FormatDuration(*d) + because);
+    return std::nullopt;
+  }
+  if (d->count() % 1000 != 0) {
+    Error(f, node, path, "must be a whole number of seconds, got " + FormatDuration(*d) + because);
+    return std::nullopt;
+  }
+  return d;
+}
+
+void Loader::ParseKeepalive(const SourceFile& f, const YamlNode* node, const std::string& path,
+                            Settings* s) {
+  if (node->kind == YamlNode::Kind::kNull) return;
+  if (node->kind != YamlNode::Kind::kMap) {
+    Error(f, node, path, "expected a map with idle, interval and count, got " + Describe(node));
+    return;
+  }
+  ForEachPair(
+      f, node, path, [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
+        std::string p = Join(path, key);
+        if (key == "idle") {
+          s->keepalive_idle = {KeepaliveSeconds(f, value, p, "TCP_KEEPIDLE"), value};
+        } else if (key == "interval") {
+          s->keepalive_interval = {KeepaliveSeconds(f, value, p, "TCP_KEEPINTVL"), value};
+        } else if (key == "count") {
+          s->keepalive_count = {
+              Integer(f, value, p, 1, kMaxKeepaliveCount, "the kernel's TCP_KEEPCNT range"), value};
+        } else {
+          Error(f, key_node, path, UnknownKeyMessage(key, kKeepaliveKeys));
+        }
+      });
+}
+
+void Loader::ParseBackoff(const SourceFile& f, const YamlNode* node, const std::string& path,
+                          Settings* s) {
+  if (node->kind == YamlNode::Kind::kNull) return;
+  if (node->kind != YamlNode::Kind::kMap) {
+    Error(f, node, path, "expected a map with initial and max, got " + Describe(node));
+    return;
+  }
+  ForEachPair(f, node, path,
+              [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
+                std::string p = Join(path, key);
+                if (key == "initial") {
+                  s->backoff_initial = {Positive(f, value, p), value};
+                } else if (key == "max") {
+                  s->backoff_max = {Positive(f, value, p), value};
+                } else {
+                  Error(f, key_node, path, UnknownKeyMessage(key, kBackoffKeys));
+                }
+              });
+}
+
+void Loader::ParseHeartbeat(const SourceFile& f, const YamlNode* node, const std::string& path,
+                            Settings* s) {
+  s->heartbeat_node = node;
+  if (node->kind == YamlNode::Kind::kNull ||
+      (node->kind == YamlNode::Kind::kScalar && node->plain && node->value == "false")) {
+    s->heartbeat = Settings::Heartbeat::kOff;
+    return;
+  }
+  if (node->kind != YamlNode::Kind::kMap) {
+    Error(f, node, path,
+          "expected a map (send, expect, interval, timeout, fall), or false to turn the "
+          "heartbeat off, got " +
+              Describe(node));
+    return;
+  }
+  s->heartbeat = Settings::Heartbeat::kOn;
+  ForEachPair(f, node, path,
+              [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
+                std::string p = Join(path, key);
+                if (key == "send") {
+                  s->heartbeat_send.node = value;
+                  if (!Scalar(f, value, p, "a string")) return;
+                  if (value->value.empty()) {
+                    Error(f, value, p, "must not be empty");
+                    return;
+                  }
+                  s->heartbeat_send.value = value->value;
+                } else if (key == "expect") {
+                  s->heartbeat_expect.node = value;
+                  if (!Scalar(f, value, p, "a regular expression (RE2)")) return;
+                  const std::string& pattern = value->value;
+                  if (pattern.empty()) {
+                    Error(f, value, p, "must not be empty");
+                    return;
+                  }
+                  // Thousands of targets usually share one pattern: compile it once.
+                  if (good_regexes_.count(pattern) == 0) {
+                    RE2::Options options;
+                    options.set_log_errors(false);
+                    RE2 re(pattern, options);
+                    if (!re.ok()) {
+                      Error(f, value, p,
+                            "invalid regular expression " + Quote(pattern) + ": " + re.error());
+                      return;
+                    }
+                    good_regexes_.insert(pattern);
+                  }
+                  s->heartbeat_expect.value = pattern;
+                } else if (key == "interval") {
+                  s->heartbeat_interval = {Positive(f, value, p), value};
+                } else if (key == "timeout") {
+                  s->heartbeat_timeout = {Positive(f, value, p), value};
+                } else if (key == "fall") {
+                  s->heartbeat_fall = {Integer(f, value, p, 1, 1000000, nullptr), value};
+                } else {
+                  Error(f, key_node, path, UnknownKeyMessage(key, kHeartbeatKeys));
+                }
+              });
+}
+
+bool Loader::ParseSetting(const SourceFile& f, std::string_view key, const YamlNode* value,
+                          const std::string& parent, Settings* s) {
+  const std::string path = Join(parent, key);
+  if (key == "connect_timeout") {
+    s->connect_timeout = {Positive(f, value, path), value};
+  } else if (key == "check_interval") {
+    s->check_interval = {Positive(f, value, path), value};
+  } else if (key == "keepalive") {
+    ParseKeepalive(f, value, path, s);
+  } else if (key == "user_timeout") {
+    std::optional<Millis> d = Duration(f, value, path);
+    if (d && (d->count() < 1 || d->count() > kMaxUserTimeoutMs)) {
+      Error(f, value, path,
+            "must be between 1ms and 2147483647ms (" + FormatDuration(Millis(kMaxUserTimeoutMs)) +
+                "), got " + FormatDuration(*d) +
+                ": TCP_USER_TIMEOUT takes a 32-bit number of milliseconds");
+      d.reset();
+    }
+    s->user_timeout = {d, value};
+  } else if (key == "backoff") {
+    ParseBackoff(f, value, path, s);
+  } else if (key == "address_family") {
+    if (!Scalar(f, value, path, "any, ip4 or ip6")) return true;
+    if (value->value == "any") {
+      s->address_family = {AddressFamily::kAny, value};
+    } else if (value->value == "ip4") {
+      s->address_family = {AddressFamily::kIp4, value};
+    } else if (value->value == "ip6") {
+      s->address_family = {AddressFamily::kIp6, value};
+    } else {
+      Error(f, value, path, "must be any, ip4 or ip6, got " + Quote(value->value));
+    }
+  } else if (key == "source_address") {
+    if (!Scalar(f, value, path, "an IP address")) return true;
+    // "" is allowed: it undoes a source_address set in defaults.
+    if (!value->value.empty() && LiteralVersion(value->value) == IpVersion::kNone) {
+      Error(f, value, path,
+            "must be an IPv4 or IPv6 address literal (e.g. 192.0.2.10 or 2001:db8::10), got " +
+                Quote(value->value));
+      return true;
+    }
+    if (value->value.find('%') != std::string::npos) {
+      Error(f, value, path,
+            "must be an address without a zone (\"%...\"), got " + Quote(value->value));
+      return true;
+    }
+    s->source_address = {value->value, value};
+  } else if (key == "startup_jitter") {
+    s->startup_jitter = {Duration(f, value, path), value};
+  } else if (key == "check_jitter") {
+    s->check_jitter = {Duration(f, value, path), value};
+  } else if (key == "heartbeat") {
+    ParseHeartbeat(f, value, path, s);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+void Loader::CheckCombinations(const SourceFile& f, const Settings& own, const Settings* inherited,
+                               const std::string& path) {
+  const BackoffConfig builtin_backoff;
+  Resolved<Millis> initial =
+      Resolve(own.backoff_initial, inherited ? &inherited->backoff_initial : nullptr,
+              builtin_backoff.initial);
+  Resolved<Millis> max =
+      Resolve(own.backoff_max, inherited ? &inherited->backoff_max : nullptr, builtin_backoff.max);
+  // A pair that comes whole from defaults was checked there already; point at
+  // the key this level set.
+  if ((initial.own || max.own) && max.value < initial.value) {
+    if (max.own) {
+      Error(f, max.node, Join(path, "backoff.max"),
+            "must be at least backoff.initial (" + FormatDuration(initial.value) + "), got " +
+                FormatDuration(max.value));
+    } else {
+      Error(f, initial.node, Join(path, "backoff.initial"),
+            "must not exceed backoff.max (" + FormatDuration(max.value) + "), got " +
+                FormatDuration(initial.value));
+    }
+  }
+
+  Resolved<AddressFamily> family = Resolve(
+      own.address_family, inherited ? &inherited->address_family : nullptr, AddressFamily::kAny);
+  Resolved<std::string> source =
+      Resolve(own.source_address, inherited ? &inherited->source_address : nullptr, std::string());
+  if ((family.own || source.own) && !source.value.empty()) {
+    IpVersion v = LiteralVersion(source.value);
+    if (!FamilyAllows(family.value, v)) {
+      const YamlNode* at = source.own ? source.node : family.node;
+      Error(f, at, Join(path, source.own ? "source_address" : "address_family"),
+            "source_address " + source.value + " is " + std::string(VersionName(v)) +
+                " but address_family is " + std::string(AddressFamilyName(family.value)));
+    }
+  }
+
+  if (own.heartbeat == Settings::Heartbeat::kOn) {
+    const bool merge = inherited != nullptr && inherited->heartbeat == Settings::Heartbeat::kOn;
+    bool has_send = own.heartbeat_send.value || (merge && inherited->heartbeat_send.value);
+    bool has_expect = own.heartbeat_expect.value || (merge && inherited->heartbeat_expect.value);
+    // A key that was written but invalid has its own error already.
+    if (!has_send && own.heartbeat_send.node == nullptr) {
+      Error(f, own.heartbeat_node, Join(path, "heartbeat"),
+            "missing \"send\" (the bytes written every interval)");
+    }
+    if (!has_expect && own.heartbeat_expect.node == nullptr) {
+      Error(f, own.heartbeat_node, Join(path, "heartbeat"),
+            "missing \"expect\" (the RE2 regex a reply must match)");
+    }
+  }
+}
+
+void Loader::ProcessGlobal(const SourceFile& f, const YamlNode* node) {
+  if (node->kind == YamlNode::Kind::kNull) return;
+  if (node->kind != YamlNode::Kind::kMap) {
+    Error(f, node, "global", "expected a map of settings, got " + Describe(node));
+    return;
+  }
+  ForEachPair(f, node, "global",
+              [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
+                const std::string path = Join("global", key);
+                if (key == "max_connects_in_flight") {
+                  if (auto v = Integer(f, value, path, 1, 1000000, nullptr)) {
+                    global_.max_connects_in_flight = *v;
+                  }
+                } else if (key == "max_connects_per_second") {
+                  if (auto v = Integer(f, value, path, 1, 1000000, nullptr)) {
+                    global_.max_connects_per_second = *v;
+                  }
+                } else {
+                  Error(f, key_node, "global", UnknownKeyMessage(key, kGlobalKeys));
+                }
+              });
+}
+
+void Loader::ProcessDefaults(const SourceFile& f, const YamlNode* node) {
+  if (node->kind == YamlNode::Kind::kNull) return;
+  if (node->kind != YamlNode::Kind::kMap) {
+    Error(f, node, "defaults", "expected a map of settings, got " + Describe(node));
+    return;
+  }
+  ForEachPair(f, node, "defaults",
+              [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
+                if (ParseSetting(f, key, value, "defaults", &defaults_)) return;
+                if (key == "name" || key == "address" || key == "labels") {
+                  Error(f, key_node, "defaults",
+                        Quote(key) + " is set per target and is not allowed in defaults");
+                } else {
+                  Error(f, key_node, "defaults", UnknownKeyMessage(key, kSettingKeys));
+                }
+              });
+  CheckCombinations(f, defaults_, nullptr, "defaults");
+}
+
+void Loader::ParseLabels(const SourceFile& f, const YamlNode* node, const std::string& path,
+                         TargetConfig* target) {
+  if (node->kind == YamlNode::Kind::kNull) return;
+  if (node->kind != YamlNode::Kind::kMap) {
+    Error(f, node, path, "expected a map of label names to values, got " + Describe(node));
+    return;
+  }
+  ForEachPair(f, node, path,
+              [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
+                const std::string p = Join(path, key);
+                bool valid = !key.empty();
+                for (size_t i = 0; i < key.size(); ++i) {
+                  valid = valid && IsLabelNameChar(key[i], i == 0);
+                }
+                if (!valid) {
+                  Error(f, key_node, p,
+                        "invalid label name " + Quote(key) + ": must match [a-zA-Z_][a-zA-Z0-9_]*");
+                } else if (key.substr(0, 2) == "__") {
+                  Error(f, key_node, p,
+                        "invalid label name " + Quote(key) +
+                            ": names starting with \"__\" are reserved by Prometheus");
+                } else if (Contains(kReservedLabels, key)) {
+                  Error(f, key_node, p,
+                        "label name " + Quote(key) +
+                            " is reserved: connwatch sets it on every series of the target");
+                } else if (value->kind != YamlNode::Kind::kScalar) {
+                  Error(f, value, p, "expected a label value (a string), got " + Describe(value));
+                } else {
+                  target->labels.emplace_back(std::string(key), value->value);
+                }
+              });
+  std::sort(target->labels.begin(), target->labels.end());
+}
+
+void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std::string& path) {
+  if (node->kind != YamlNode::Kind::kMap) {
+    Error(f, node, path,
+          "expected a target (a map with at least \"address\"), got " + Describe(node));
+    return;
+  }
+  const size_t errors_before = errors_.size();
+  Settings own;
+  const YamlNode* name_node = nullptr;
+  const YamlNode* address_node = nullptr;
+  const YamlNode* labels_node = nullptr;
+  ForEachPair(f, node, path,
+              [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
+                if (key == "name") {
+                  name_node = value;
+                } else if (key == "address") {
+                  address_node = value;
+                } else if (key == "labels") {
+                  labels_node = value;
+                } else if (!ParseSetting(f, key, value, path, &own)) {
+                  Error(f, key_node, path, UnknownKeyMessage(key, kTargetKeys));
+                }
+              });
+
+  auto target = std::make_shared<TargetConfig>();
+  bool have_name = false;
+  bool have_address = false;
+  if (name_node != nullptr && Scalar(f, name_node, Join(path, "name"), "a string")) {
+    if (name_node->value.empty()) {
+      Error(f, name_node, Join(path, "name"), "must not be empty");
+    } else {
+      target->name = name_node->value;
+      have_name = true;
+    }
+  }
+  if (address_node != nullptr && Scalar(f, address_node, Join(path, "address"), "host:port")) {
+    std::string why;
+    if (ParseAddress(address_node->value, &target->host, &target->port, &why)) {
+      target->address = address_node->value;
+      have_address = true;
+    } else {
+      Error(f, address_node, Join(path, "address"), why);
+    }
+  } else if (address_node == nullptr && have_name) {
+    // The name may stand for the address: `- name: db.example.org:5432`.
+    std::string why;
+    if (ParseAddress(target->name, &target->host, &target->port, &why)) {
+      target->address = target->name;
+      have_address = true;
+    } else {
+      Error(f, name_node, Join(path, "name"),
+            "missing \"address\" (and the name " + Quote(target->name) +
+                " is not a host:port that could stand in for it)");
+    }
+  } else if (address_node == nullptr && name_node == nullptr) {
+    Error(f, node, path, "missing \"address\" (host:port or [ipv6]:port)");
+  }
+  if (!have_name && name_node == nullptr && have_address) {
+    target->name = target->address;
+    have_name = true;
+  }
+
+  // Names are unique across all files; report the second with the first's place.
+  if (have_name) {
+    const YamlNode* at = name_node != nullptr ? name_node : address_node;
+    Place here{f.name, at->line, at->column};
+    auto [it, inserted] = names_.emplace(target->name, here);
+    if (!inserted) {
+      const Place& first = it->second;
+      std::string where = std::to_string(first.line) + ":" + std::to_string(first.column);
+      if (first.file != f.name) where = first.file + ":" + where;
+      Error(f, at, Join(path, name_node != nullptr ? "name" : "address"),
+            "duplicate target name " + Quote(target->name) + " (first defined at " + where + ")");
+    }
+  }
+
+  if (labels_node != nullptr) ParseLabels(f, labels_node, Join(path, "labels"), target.get());
+
+  CheckCombinations(f, own, &defaults_, path);
+  // The target's address, when a literal, must agree with its family and source.
+  if (have_address) {
+    IpVersion v = LiteralVersion(target->host);
+    Resolved<AddressFamily> family =
+        Resolve(own.address_family, &defaults_.address_family, AddressFamily::kAny);
+    Resolved<std::string> source =
+        Resolve(own.source_address, &defaults_.source_address, std::string());
+    const YamlNode* at = address_node != nullptr ? address_node : name_node;
+    const std::string at_path = Join(path, address_node != nullptr ? "address" : "name");
+    if (!FamilyAllows(family.value, v)) {
+      Error(f, at, at_path,
+            Quote(target->address) + " is an " + std::string(VersionName(v)) +
+                " address but address_family is " + std::string(AddressFamilyName(family.value)));
+    } else if (!source.value.empty() && v != IpVersion::kNone &&
+               LiteralVersion(source.value) != v) {
+      Error(f, at, at_path,
+            Quote(target->address) + " is an " + std::string(VersionName(v)) +
+                " address but source_address " + source.value + " is " +
+                std::string(VersionName(LiteralVersion(source.value))));
+    }
+  }
+
+  if (errors_.size() != errors_before) return;
+
+  ApplySettings(own, defaults_, target.get());
+  targets_.push_back(std::move(target));
+}
+
+void Loader::ProcessTargets(const SourceFile& f, const YamlNode* node) {
+  if (node->kind == YamlNode::Kind::kNull) return;  // every target commented out.
+  if (node->kind != YamlNode::Kind::kSequence) {
+    Error(f, node, "targets", "expected a list of targets, got " + Describe(node));
+    return;
+  }
+  for (size_t i = 0; i < node->children.size(); ++i) {
+    ProcessTarget(f, node->children[i], Index("targets", i));
+  }
+}
+
+void Loader::IncludeFile(const SourceFile& f, const YamlNode* at, const std::string& path,
+                         const std::string& file) {
+  struct stat st;
+  std::string text;
+  std::string why;
+  if (stat(file.c_str(), &st) != 0) {
+    Error(f, at, path, "cannot read included file " + Quote(file) + ": " + ErrnoText(errno));
+    return;
+  }
+  const std::string id = Identity(st);
+  if (!main_identity_.empty() && id == main_identity_) {
+    Error(f, at, path,
+          Quote(file) +
+              " is the main config file itself; an include must not match the file "
+              "that includes it");
+    return;
+  }
+  auto [it, inserted] = loaded_.emplace(id, std::make_pair(file, path));
+  if (!inserted) {
+    const auto& [first_name, first_path] = it->second;
+    std::string message = Quote(file) + " is already included by " + first_path;
+    if (first_name != file) message += " (as " + Quote(first_name) + ")";
+    Error(f, at, path, message + "; a file may be included only once");
+    return;
+  }
+  if (!ReadWholeFile(file, &text, &why)) {
+    Error(f, at, path, "cannot read included file " + Quote(file) + ": " + why);
+    return;
+  }
+  files_.push_back(file);
+  SourceFile included{file, DirName(file), true, next_rank_++};
+  TreeBuilder builder(&node_count_);
+  const YamlNode* root = Parse(included, text, &builder);
+  if (root != nullptr) ProcessFile(included, root);
+}
+
+void Loader::ProcessIncludes(const SourceFile& f, const YamlNode* node) {
+  std::vector<std::pair<const YamlNode*, std::string>> patterns;  // node, path
+  if (node->kind == YamlNode::Kind::kNull) return;
+  if (node->kind == YamlNode::Kind::kScalar) {
+    patterns.emplace_back(node, "include");
+  } else if (node->kind == YamlNode::Kind::kSequence) {
+    for (size_t i = 0; i < node->children.size(); ++i) {
+      patterns.emplace_back(node->children[i], Index("include", i));
+    }
+  } else {
+    Error(f, node, "include", "expected a list of file globs, got " + Describe(node));
+    return;
+  }
+  for (const auto& [pattern_node, path] : patterns) {
+    if (!Scalar(f, pattern_node, path, "a file glob such as \"targets.d/*.yaml\"")) continue;
+    const std::string& pattern = pattern_node->value;
+    if (pattern.empty()) {
+      Error(f, pattern_node, path, "must not be empty");
+      continue;
+    }
+    const std::string full = JoinPath(f.dir, pattern);
+    if (!HasGlobChars(pattern)) {
+      // A plain file name is a file that must exist; only globs may match nothing.
+      IncludeFile(f, pattern_node, path, full);
+      continue;
+    }
+    glob_t g{};
+    glob_failure = GlobFailure{};
+    // Only the entry is a pattern: "*" or "[" in the directory name are literal.
+    const std::string escaped = pattern[0] == '/' ? pattern : JoinPath(EscapeGlob(f.dir), pattern);
+    int rc = glob(escaped.c_str(), 0, OnGlobError, &g);
+    if (rc == GLOB_NOMATCH) {
+      globfree(&g);
+      continue;  // an empty or missing targets.d is normal.
+    }
+    if (rc != 0) {
+      std::string why = rc == GLOB_ABORTED ? "cannot read directory " + Quote(glob_failure.path) +
+                                                 ": " + ErrnoText(glob_failure.err)
+                                           : "out of memory";
+      Error(f, pattern_node, path, "cannot expand " + Quote(full) + ": " + why);
+      globfree(&g);
+      continue;
+    }
+    std::vector<std::string> matches(g.gl_pathv, g.gl_pathv + g.gl_pathc);
+    globfree(&g);
+    std::sort(matches.begin(), matches.end());  // byte order, whatever the locale.
+    for (const std::string& match : matches) IncludeFile(f, pattern_node, path, match);
+  }
+}
+
+void Loader::ProcessFile(const SourceFile& f, const YamlNode* root) {
+  if (root->kind == YamlNode::Kind::kNull) return;  // an empty file: no targets.
+  if (root->kind != YamlNode::Kind::kMap) {
+    Error(f, root, "",
+          std::string("the top level must be a map (with \"targets\"") +
+              (f.included ? "" : ", and optionally \"global\", \"defaults\" and \"include\"") + "), got " +
+              Describe(root));
+    return;
+  }
+  const YamlNode* global = nullptr;
+  const YamlNode* defaults = nullptr;
+  const YamlNode* targets = nullptr;
+  const YamlNode* include = nullptr;
+  ForEachPair(
+      f, root, "", [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
+        if (key == "targets") {
+          targets = value;
+        } else if (!f.included && key == "defaults") {
+          defaults = value;
+        } else if (!f.included && key == "global") {
+          global = value;
+        } else if (!f.included && key == "include") {
+          include = value;
+        } else if (f.included && Contains(kMainKeys, key)) {
+          Error(f, key_node, "",
+                Quote(key) + " is not allowed in an included file (it may hold only \"targets\")");
+        } else {
+          Error(f, key_node, "",
+                f.included ? UnknownKeyMessage(key, kIncludedKeys)
+                           : UnknownKeyMessage(key, kMainKeys));
+        }
+      });
+  if (global != nullptr) ProcessGlobal(f, global);
+  // Defaults first, wherever they are written: every target inherits them.
+  if (defaults != nullptr) ProcessDefaults(f, defaults);
+  if (targets != nullptr) ProcessTargets(f, targets);
+  if (include != nullptr) ProcessIncludes(f, include);
+}
+
+const YamlNode* Loader::Parse(const SourceFile& f, const std::string& text, TreeBuilder* builder) {
+  int line = 0;
+  int column = 0;
+  std::string why;
+  if (!CheckText(text, &line, &column, &why)) {
+    ErrorAt(f, line, column, "", why);
+    return nullptr;
+  }
+  auto at = [&](const YAML::Mark& mark, std::string message) {
+    if (mark.is_null()) {
+      ErrorAt(f, 0, 0, "", std::move(message));
+    } else {
+      ErrorAt(f, mark.line + 1, mark.column + 1, "", std::move(message));
+    }
+  };
+  try {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    if (parser.HandleNextDocument(*builder)) {
+      // A second call throws SecondDocument if one starts.
+      parser.HandleNextDocument(*builder);
+    }
+  } catch (const TooDeep& e) {
+    at(e.mark, "nested more than " + std::to_string(kMaxDepth) +
+                   " levels deep; a connwatch config needs four");
+    return nullptr;
+  } catch (const TooMuchExpansion& e) {
+    at(e.mark, "aliases expand the config to more than " + std::to_string(e.limit) +
+                   " nodes (it has " + std::to_string(e.written) +
+                   " written up to here; the limit is " + std::to_string(kExpansionFactor) +
+                   " times that, at least " + std::to_string(kMinExpansionLimit) +
+                   "); alias only small shared pieces such as a labels map, or write the "
+                   "repeated parts out");
+    return nullptr;
+  } catch (const SecondDocument& e) {
+    at(e.mark, "a second YAML document (\"---\"); a config file holds exactly one");
+    return nullptr;
+  } catch (const YAML::Exception& e) {
+    at(e.mark, "invalid YAML: " + e.msg + UnquotedIpv6Hint(text, e.mark));
+    return nullptr;
+  } catch (const std::bad_alloc&) {
+    ErrorAt(f, 0, 0, "", "out of memory while parsing");
+    return nullptr;
+  } catch (const std::exception& e) {
+    ErrorAt(f, 0, 0, "", std::string("cannot parse: ") + e.what());
+    return nullptr;
+  }
+  static const YamlNode kEmpty;
+  return builder->root() != nullptr ? builder->root() : &kEmpty;
+}
+
+ConfigLoadResult Loader::Run(const std::string& text, const std::string& name,
+                             const std::string& base_dir, const struct stat* main_identity) {
+  if (main_identity != nullptr) {
+    main_identity_ = Identity(*main_identity);
+    loaded_.emplace(main_identity_, std::make_pair(name, std::string()));
+  }
+  SourceFile main{name, base_dir, false, next_rank_++};
+  ConfigLoadResult result;
+  try {
+    TreeBuilder builder(&node_count_);
+    const YamlNode* root = Parse(main, text, &builder);
+    if (root != nullptr) ProcessFile(main, root);
+  } catch (const std::bad_alloc&) {
+    ErrorAt(main, 0, 0, "", "out of memory while loading the config");
+  } catch (const std::exception& e) {
+    ErrorAt(main, 0, 0, "", std::string("cannot load the config: ") + e.what());
+  }
+  if (errors_.empty()) {
+    result.config.emplace();
+    result.config->global = global_;
+    result.config->targets = std::move(targets_);
+    result.config->files = std::move(files_);
+    return result;
+  }
+  // In file order: the main file's errors, then each included file's, each by place.
+  std::vector<size_t> order(errors_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const ConfigError& x = errors_[a];
+    const ConfigError& y = errors_[b];
+    return std::tie(error_ranks_[a], x.line, x.column) <
+           std::tie(error_ranks_[b], y.line, y.column);
+  });
+  result.errors.reserve(errors_.size() + 1);
+  for (size_t i : order) result.errors.push_back(std::move(errors_[i]));
+  if (suppressed_errors_ > 0) {
+    ConfigError& more = result.errors.emplace_back();
+    more.file = name;
+    more.message = "and " + std::to_string(suppressed_errors_) + " more errors not shown (only the first " +
+                   std::to_string(kMaxErrors) + " are reported)";
+  }
+  return result;
+}
+
+}  // namespace
+
+ConfigLoadResult LoadConfigFile(const std::string& path) {
+  std::string text;
+  std::string why;
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 || !ReadWholeFile(path, &text, &why)) {
+    if (why.empty()) why = ErrnoText(errno);
+    ConfigLoadResult result;
+    ConfigError& e = result.errors.emplace_back();
+    e.file = path;
+    e.message = "cannot read config file: " + why;
+    return result;
+  }
+  if (text.empty()) {
+    // NOTE: a file rewritten in place (truncate, then write) reads as empty
+    // in between; loading that would drop every target. A config meant to
+    // watch nothing says so: `targets: []`.
+    ConfigLoadResult result;
+    ConfigError& e = result.errors.emplace_back();
+    e.file = path;
+    e.message =
+        "the file is empty (being rewritten?); write \"targets: []\" to watch nothing";
+    return result;
+  }
+  Loader loader;
+  ConfigLoadResult result = loader.Run(text, path, DirName(path), &st);
+  if (result.config) result.config->files.insert(result.config->files.begin(), path);
+  return result;
+}
+
+void SetReadChunkHookForTest(std::function<void(size_t bytes_read)> hook) {
+  ReadChunkHook() = std::move(hook);
+}
+
+ConfigLoadResult LoadConfigString(const std::string& text, const std::string& name,
+                                  const std::string& base_dir) {
+  Loader loader;
+  return loader.Run(text, name, base_dir, nullptr);
+}
+
+}  // namespace connwatch

@@ -1,0 +1,100 @@
+#pragma once
+// The configuration connwatchd runs from, as plain immutable structs (the
+// loader in config/loader.h builds them from YAML). A Config is built once per
+// load and then shared read-only (shared_ptr<const TargetConfig>) between the
+// event loop and snapshots, so it may be read from any thread.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/duration.h"
+
+namespace connwatch {
+
+enum class AddressFamily : uint8_t { kAny, kIp4, kIp6 };
+std::string_view AddressFamilyName(AddressFamily f);  // "any" | "ip4" | "ip6"
+
+struct KeepaliveConfig {
+  Millis idle{15000};
+  Millis interval{5000};
+  int count = 3;
+  bool operator==(const KeepaliveConfig&) const = default;
+};
+
+struct BackoffConfig {
+  Millis initial{500};
+  Millis max{30000};
+  bool operator==(const BackoffConfig&) const = default;
+};
+
+struct HeartbeatConfig {
+  std::string send;    // bytes written every `interval` (YAML escapes allowed).
+  std::string expect;  // RE2 regex searched for in the bytes the peer sends.
+  Millis interval{10000};
+  Millis timeout{2000};
+  int fall = 1;  // consecutive failures that mark the target down.
+  bool operator==(const HeartbeatConfig&) const = default;
+};
+
+struct TargetConfig {
+  std::string name;     // unique; defaults to `address`.
+  std::string address;  // as written: "host:port" or "[v6]:port".
+  std::string host;     // host part, brackets removed.
+  uint16_t port = 0;
+  // User labels, sorted by name, valid Prometheus label names.
+  std::vector<std::pair<std::string, std::string>> labels;
+
+  Millis connect_timeout{5000};
+  Millis check_interval{5000};
+  KeepaliveConfig keepalive;
+  Millis user_timeout{30000};  // default: idle + interval * count.
+  BackoffConfig backoff;
+  AddressFamily address_family = AddressFamily::kAny;
+  std::string source_address;  // empty: let the kernel choose.
+  Millis startup_jitter{1000};  // first connect delayed by U[0, startup_jitter).
+  // Each periodic check runs check_interval + U[0, check_jitter) after the
+  // last, so checks of targets connected together drift apart. Unset: 10% of
+  // check_interval.
+  Millis check_jitter{500};
+  std::optional<HeartbeatConfig> heartbeat;
+
+  // Two targets are equal when nothing that affects the connection or the
+  // exported series differs; reload keeps the connection of equal targets.
+  bool operator==(const TargetConfig&) const = default;
+};
+
+// Process-wide settings (`global:` in the main file). They bound how fast
+// connwatchd opens connections, so a start-up or a reconnect storm never sends
+// more SYNs than the operator allowed.
+struct GlobalConfig {
+  int max_connects_in_flight = 1000;   // connects started and not yet finished
+  int max_connects_per_second = 1000;  // new attempts (DNS lookup + connect) per second
+  bool operator==(const GlobalConfig&) const = default;
+};
+
+struct Config {
+  GlobalConfig global;
+  std::vector<std::shared_ptr<const TargetConfig>> targets;  // in file order.
+  std::vector<std::string> files;  // the main file and every included file read.
+};
+
+struct ConfigError {
+  std::string file;
+  int line = 0;    // 1-based; 0 when the error has no place in a file.
+  int column = 0;  // 1-based.
+  std::string path;     // e.g. "targets[2].keepalive.idle"; may be empty.
+  std::string message;  // e.g. `invalid duration "5x": unknown unit "x"`.
+  // "file:line:col: path: message" (omitting the parts that are empty/0).
+  std::string ToString() const;
+};
+
+struct ConfigLoadResult {
+  std::optional<Config> config;     // set only when errors is empty.
+  std::vector<ConfigError> errors;  // every error found, in file order.
+};
+
+}  // namespace connwatch

@@ -1,0 +1,77 @@
+#pragma once
+// A consistent, immutable copy of everything the event loop knows, made by the
+// loop thread on request. HTTP threads read only snapshots; they never touch
+// live target state. Cheap to share: configs are shared_ptr, the rest is POD.
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/reason.h"
+#include "core/tcp_sample.h"
+
+namespace connwatch {
+
+struct TargetSnapshot {
+  std::shared_ptr<const TargetConfig> config;
+  TargetState state = TargetState::kBackoff;
+  bool up = false;                 // connwatch_target_up
+  double last_change_unix = 0;     // last up/down change (start time when never up).
+  std::string resolved_address;    // "10.0.0.5:6379" / "[::1]:80"; empty if never resolved.
+  // The last event of this target (connect failure, disconnect or connect).
+  bool has_last_event = false;
+  std::string last_event_kind;     // "connect" | "connect_failure" | "disconnect"
+  Reason last_reason = Reason::kError;  // meaningful unless kind is "connect".
+  int last_errno = 0;
+  double last_event_unix = 0;
+
+  uint64_t connects = 0;
+  std::array<uint64_t, kReasonCount> connect_failures{};  // by Reason index
+  std::array<uint64_t, kReasonCount> disconnects{};       // by Reason index
+  uint64_t retransmits_total = 0;  // summed over this target's connections.
+  bool has_rtt = false;
+  double rtt_seconds = 0;          // smoothed RTT of the current/last connection.
+  bool has_heartbeat = false;      // heartbeat configured and at least one reply seen.
+  double heartbeat_seconds = 0;    // last heartbeat round trip.
+};
+
+// Fixed-bucket histogram as the loop accumulates it.
+struct HistogramSnapshot {
+  std::vector<double> bounds;      // upper bounds, ascending, without +Inf.
+  std::vector<uint64_t> buckets;   // non-cumulative counts, bounds.size() + 1 (last = +Inf).
+  uint64_t count = 0;
+  double sum = 0;
+};
+
+struct Snapshot {
+  double taken_unix = 0;
+  std::vector<TargetSnapshot> targets;  // in config order.
+  std::array<uint64_t, kStateCount> targets_by_state{};
+  HistogramSnapshot connect_duration;     // seconds from connect() to established.
+  HistogramSnapshot connection_lifetime;  // seconds a connection stayed up.
+  HistogramSnapshot loop_busy;
+  uint64_t checks = 0;                    // periodic checks made, all targets.            // seconds spent handling one loop iteration.
+  bool config_loaded = false;
+  bool last_reload_successful = false;
+  double last_reload_success_unix = 0;
+};
+
+// What the HTTP surface needs from the daemon. Implemented by Monitor; faked
+// in tests. All methods are callable from any thread.
+class DaemonControl {
+ public:
+  virtual ~DaemonControl() = default;
+  // A fresh snapshot made by the loop thread; nullptr if the loop did not
+  // answer within its deadline.
+  virtual std::shared_ptr<const Snapshot> GetSnapshot() = 0;
+  // Re-reads the config (as SIGHUP does). Returns the error lines; empty
+  // means success.
+  virtual std::vector<std::string> Reload() = 0;
+  virtual bool Healthy() = 0;  // the event loop is turning.
+  virtual bool Ready() = 0;    // a config is loaded.
+};
+
+}  // namespace connwatch

@@ -1,0 +1,434 @@
+#include "monitor/monitor.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <future>
+#include <random>
+#include <string_view>
+#include <unordered_map>
+
+#include "core/clock.h"
+
+namespace connwatch {
+
+namespace {
+
+// For each target of `next`, the index in `previous` of the target of the
+// same name, or -1 for a new name. An unchanged target also gets the config
+// object of `previous` (the one the loop runs), so Apply tells kept from
+// changed by comparing pointers, and the duplicate is freed by the caller
+// (the loader thread), not on the loop. With this done on the loader, a
+// reload of 100,000 targets holds the loop 4-14 ms when few of them change
+// (90 ms when the loop matched names and compared every config itself);
+// when all of them change it is 210 ms of closing and starting targets.
+std::vector<int32_t> MatchTargets(const Config* previous, Config* next) {
+  std::vector<int32_t> match(next->targets.size(), -1);
+  if (previous == nullptr || previous->targets.empty()) return match;
+  std::unordered_map<std::string_view, int32_t> by_name;
+  by_name.reserve(previous->targets.size());
+  for (size_t i = 0; i < previous->targets.size(); ++i) {
+    by_name.emplace(previous->targets[i]->name, static_cast<int32_t>(i));
+  }
+  for (size_t i = 0; i < next->targets.size(); ++i) {
+    auto& t = next->targets[i];
+    auto it = by_name.find(t->name);
+    if (it == by_name.end()) continue;
+    match[i] = it->second;
+    const auto& running = previous->targets[static_cast<size_t>(it->second)];
+    if (running != t && *running == *t) t = running;
+  }
+  return match;
+}
+
+}  // namespace
+
+Monitor::Monitor(Options options, EventLog* log)
+    : options_(std::move(options)),
+      log_(log),
+      loop_owner_{ev_loop_new(static_cast<unsigned>(EVBACKEND_EPOLL) | static_cast<unsigned>(EVFLAG_NOENV))},
+      loop_(loop_owner_.loop),
+      resolver_(loop_),
+      admission_(loop_) {
+  ctx_.loop = loop_;
+  ctx_.resolver = &resolver_;
+  ctx_.admission = &admission_;
+  ctx_.log = log_;
+  ctx_.rng.seed(options_.seed ? options_.seed : std::random_device{}());
+  ev_async_init(&async_, &Monitor::AsyncCb);
+  async_.data = this;
+  ev_async_start(loop_, &async_);
+  ev_timer_init(&tick_, &Monitor::TickCb, 0., 1.);
+  tick_.data = this;
+  ev_timer_again(loop_, &tick_);
+  ev_prepare_init(&prepare_, &Monitor::PrepareCb);
+  prepare_.data = this;
+  ev_prepare_start(loop_, &prepare_);
+  ev_check_init(&check_, &Monitor::CheckCb);
+  check_.data = this;
+  // Runs before every other callback of the iteration, so its time is the wake-up.
+  ev_set_priority(&check_, EV_MAXPRI);
+  ev_check_start(loop_, &check_);
+  ev_unref(loop_);  // neither watcher keeps the loop alive
+  ev_unref(loop_);
+  // The loop's own watchers must not keep Run() alive after Stop().
+  last_tick_mono_ = MonoNow();
+}
+
+Monitor::~Monitor() {
+  if (loader_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(loader_mu_);
+      loader_quit_ = true;
+    }
+    loader_cv_.notify_one();
+    loader_.join();  // a load in progress finishes first; its result is dropped
+  }
+  targets_.clear();
+  if (signals_installed_) {
+    ev_signal_stop(loop_, &sighup_);
+    ev_signal_stop(loop_, &sigterm_);
+    ev_signal_stop(loop_, &sigint_);
+  }
+  ev_async_stop(loop_, &async_);
+  ev_timer_stop(loop_, &tick_);
+  ev_ref(loop_);
+  ev_ref(loop_);
+  ev_prepare_stop(loop_, &prepare_);
+  ev_check_stop(loop_, &check_);
+}
+
+void Monitor::CheckCb(struct ev_loop* /*loop*/, ev_check* w, int /*revents*/) {
+  static_cast<Monitor*>(w->data)->woke_at_ = MonoNow();
+}
+
+void Monitor::PrepareCb(struct ev_loop* /*loop*/, ev_prepare* w, int /*revents*/) {
+  auto* self = static_cast<Monitor*>(w->data);
+  if (self->woke_at_ > 0) self->loop_busy_.Observe(MonoNow() - self->woke_at_);
+  self->woke_at_ = 0;
+}
+
+std::vector<std::string> Monitor::Start() {
+  std::string err = resolver_.Init(options_.dns_servers);
+  if (!err.empty()) return {err};
+  ConfigLoadResult result = LoadConfigFile(options_.config_path);
+  std::vector<std::string> errors;
+  for (const auto& e : result.errors) errors.push_back(e.ToString());
+  if (!errors.empty()) return errors;
+  Apply(*result.config, MatchTargets(nullptr, &*result.config));
+  applied_ = std::make_shared<const Config>(std::move(*result.config));
+  last_reload_ok_ = true;
+  last_reload_success_unix_ = UnixNow();
+  ready_ = true;
+  log_->Message(LogLevel::kInfo, "config loaded",
+                {{"file", options_.config_path},
+                 {"targets", std::to_string(applied_->targets.size())},
+                 {"files", std::to_string(applied_->files.size())}});
+  return {};
+}
+
+void Monitor::Run() {
+  running_ = true;
+  ev_run(loop_, 0);
+  running_ = false;
+  stopped_ = true;
+}
+
+void Monitor::Stop() {
+  Post([this] { ShutdownInLoop(); });
+}
+
+void Monitor::ShutdownInLoop() {
+  if (shutting_down_) {
+    ev_break(loop_, EVBREAK_ALL);
+    return;
+  }
+  shutting_down_ = true;
+  if (shutdown_hook_) shutdown_hook_();
+  // Reload requests still waiting are answered: no config will be applied.
+  std::vector<ReloadDone> waiters;
+  waiters.swap(load_waiters_);
+  for (auto& w : next_waiters_) waiters.push_back(std::move(w));
+  next_waiters_.clear();
+  for (auto& w : waiters) w({"the daemon is shutting down"});
+  size_t closed = 0;
+  for (auto& t : targets_) {
+    if (t->up()) ++closed;
+    t->Close("shutdown", false);
+  }
+  targets_.clear();
+  ++targets_generation_;
+  log_->Message(LogLevel::kInfo, "shutting down", {{"connections_closed", std::to_string(closed)}});
+  ev_break(loop_, EVBREAK_ALL);
+}
+
+std::string Monitor::StatusLine() const {
+  return std::to_string(ctx_.targets_by_state[static_cast<size_t>(TargetState::kUp)]) + "/" +
+         std::to_string(targets_.size()) + " targets up";
+}
+
+void Monitor::InstallSignalHandlers() {
+  ev_signal_init(&sighup_, &Monitor::SignalCb, SIGHUP);
+  ev_signal_init(&sigterm_, &Monitor::SignalCb, SIGTERM);
+  ev_signal_init(&sigint_, &Monitor::SignalCb, SIGINT);
+  sighup_.data = sigterm_.data = sigint_.data = this;
+  ev_signal_start(loop_, &sighup_);
+  ev_signal_start(loop_, &sigterm_);
+  ev_signal_start(loop_, &sigint_);
+  signals_installed_ = true;
+}
+
+void Monitor::SignalCb(struct ev_loop* /*loop*/, ev_signal* w, int /*revents*/) {
+  auto* self = static_cast<Monitor*>(w->data);
+  if (w->signum == SIGHUP) {
+    self->log_->Message(LogLevel::kInfo, "reloading on SIGHUP");
+    self->RequestReload(nullptr);
+  } else {
+    self->log_->Message(LogLevel::kInfo, "stopping", {{"signal", w->signum == SIGTERM ? "SIGTERM" : "SIGINT"}});
+    self->ShutdownInLoop();
+  }
+}
+
+void Monitor::Post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    tasks_.push_back(std::move(task));
+  }
+  ev_async_send(loop_, &async_);
+}
+
+void Monitor::AsyncCb(struct ev_loop* /*loop*/, ev_async* w, int /*revents*/) {
+  auto* self = static_cast<Monitor*>(w->data);
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard<std::mutex> lock(self->tasks_mu_);
+    tasks.swap(self->tasks_);
+  }
+  for (auto& task : tasks) task();
+}
+
+void Monitor::TickCb(struct ev_loop* /*loop*/, ev_timer* w, int /*revents*/) {
+  auto* self = static_cast<Monitor*>(w->data);
+  self->last_tick_mono_ = MonoNow();
+  // Every second: an operator may raise the limit of a running daemon (prlimit).
+  self->UpdateSocketBudget();
+}
+
+void Monitor::UpdateSocketBudget() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return;
+  const size_t max = static_cast<size_t>(limit.rlim_cur);
+  const size_t reserve = std::min<size_t>(kFdReserve, max / 2);
+  ctx_.socket_budget = max - reserve;
+}
+
+bool Monitor::Healthy() {
+  // The tick timer runs every second; three missed ticks mean a stuck loop.
+  return running_.load() && MonoNow() - last_tick_mono_.load() < 3.0;
+}
+
+struct Monitor::SnapshotJob {
+  std::shared_ptr<std::promise<std::shared_ptr<const Snapshot>>> promise;
+  std::shared_ptr<Snapshot> snapshot = std::make_shared<Snapshot>();
+  size_t next = 0;
+  uint64_t generation = 0;
+  bool started = false;
+};
+
+std::shared_ptr<const Snapshot> Monitor::GetSnapshot() {
+  // Before Run() the request waits in the queue for the loop's first turn.
+  if (stopped_.load()) return nullptr;
+  auto promise = std::make_shared<std::promise<std::shared_ptr<const Snapshot>>>();
+  auto future = promise->get_future();
+  auto job = std::make_shared<SnapshotJob>();
+  job->promise = promise;
+  Post([this, job] { ContinueSnapshot(job); });
+  if (future.wait_for(std::chrono::seconds(5)) != std::future_status::ready) return nullptr;
+  return future.get();
+}
+
+std::vector<std::string> Monitor::Reload() {
+  if (stopped_.load()) return {"the event loop has stopped"};
+  auto promise = std::make_shared<std::promise<std::vector<std::string>>>();
+  auto future = promise->get_future();
+  Post([this, promise] {
+    RequestReload([promise](const std::vector<std::string>& errors) { promise->set_value(errors); });
+  });
+  if (future.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    return {"reload did not finish within 60s"};
+  }
+  return future.get();
+}
+
+void Monitor::RequestReload(ReloadDone done) {
+  if (shutting_down_) {
+    if (done) done({"the daemon is shutting down"});
+    return;
+  }
+  if (loading_) {
+    // The running load may have read the file before this request's edit.
+    load_again_ = true;
+    if (done) next_waiters_.push_back(std::move(done));
+    return;
+  }
+  if (done) load_waiters_.push_back(std::move(done));
+  if (reload_hook_) reload_hook_(true);
+  StartLoad();
+}
+
+void Monitor::StartLoad() {
+  loading_ = true;
+  log_->Message(LogLevel::kDebug, "loading config", {{"file", options_.config_path}});
+  {
+    std::lock_guard<std::mutex> lock(loader_mu_);
+    loader_request_ = true;
+    loader_previous_ = applied_;
+  }
+  if (!loader_.joinable()) {
+    loader_ = std::thread([this] { LoaderMain(); });
+  } else {
+    loader_cv_.notify_one();
+  }
+}
+
+void Monitor::LoaderMain() {
+  std::shared_ptr<const Config> previous;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(loader_mu_);
+      loader_cv_.wait(lock, [this] { return loader_request_ || loader_quit_; });
+      if (loader_quit_) return;
+      loader_request_ = false;
+      previous = std::move(loader_previous_);
+    }
+    const double start = MonoNow();
+    auto result = std::make_shared<ConfigLoadResult>(LoadConfigFile(options_.config_path));
+    auto match = std::make_shared<std::vector<int32_t>>();
+    if (result->config) *match = MatchTargets(previous.get(), &*result->config);
+    const double seconds = MonoNow() - start;
+    // `previous` goes along: the match holds only if the loop still runs it.
+    Post([this, result, seconds, match, previous = std::move(previous)] {
+      FinishLoad(*result, seconds, *match, previous.get());
+    });
+  }
+}
+
+void Monitor::FinishLoad(ConfigLoadResult& result, double load_seconds,
+                         const std::vector<int32_t>& match, const Config* matched_against) {
+  loading_ = false;
+  if (shutting_down_) return;
+  std::vector<std::string> errors;
+  for (const auto& e : result.errors) errors.push_back(e.ToString());
+  char load_ms[32];
+  std::snprintf(load_ms, sizeof load_ms, "%.1f", load_seconds * 1000);
+  if (!errors.empty()) {
+    last_reload_ok_ = false;
+    for (const auto& e : errors) log_->Message(LogLevel::kError, "config error", {{"error", e}});
+    log_->Message(LogLevel::kError, "reload failed; the previous config keeps running",
+                  {{"errors", std::to_string(errors.size())}, {"load_ms", load_ms}});
+  } else {
+    const double apply_start = MonoNow();
+    if (matched_against == applied_.get()) {
+      Apply(*result.config, match);
+    } else {
+      Apply(*result.config, MatchTargets(applied_.get(), &*result.config));  // not expected
+    }
+    applied_ = std::make_shared<const Config>(std::move(*result.config));
+    char apply_ms[32];
+    std::snprintf(apply_ms, sizeof apply_ms, "%.1f", (MonoNow() - apply_start) * 1000);
+    last_reload_ok_ = true;
+    last_reload_success_unix_ = UnixNow();
+    log_->Message(LogLevel::kInfo, "config reloaded",
+                  {{"targets", std::to_string(targets_.size())},
+                   {"load_ms", load_ms},
+                   {"apply_ms", apply_ms}});
+  }
+  std::vector<ReloadDone> waiters;
+  waiters.swap(load_waiters_);
+  for (auto& w : waiters) w(errors);
+  if (load_again_) {
+    load_again_ = false;
+    load_waiters_.swap(next_waiters_);
+    StartLoad();  // the reload hook stays in "reloading" until the last load ends
+    return;
+  }
+  if (reload_hook_) reload_hook_(false);
+}
+
+void Monitor::Apply(const Config& config, const std::vector<int32_t>& match) {
+  admission_.Configure(config.global);
+  UpdateSocketBudget();
+  // targets_ runs applied_ in its order: match[i] is the index in it of the
+  // running target named like config.targets[i] (from MatchTargets).
+  std::vector<std::unique_ptr<Target>> old = std::move(targets_);
+  targets_.clear();
+  targets_.reserve(config.targets.size());
+  size_t kept = 0, changed = 0, added = 0;
+  for (size_t i = 0; i < config.targets.size(); ++i) {
+    const auto& cfg = config.targets[i];
+    std::unique_ptr<Target> running;
+    if (i < match.size() && match[i] >= 0) running = std::move(old[static_cast<size_t>(match[i])]);
+    if (running && &running->config() == cfg.get()) {
+      targets_.push_back(std::move(running));  // unchanged: same config object
+      ++kept;
+      continue;
+    }
+    auto target = std::make_unique<Target>(&ctx_, cfg);
+    if (running) {
+      running->Close("config changed", true);
+      target->InheritCounters(*running);
+      ++changed;
+    } else {
+      ++added;
+    }
+    target->Start();
+    targets_.push_back(std::move(target));
+  }
+  ++targets_generation_;
+  size_t removed = 0;
+  for (auto& target : old) {
+    if (!target) continue;
+    target->Close("removed from config", true);
+    ++removed;
+  }
+  old.clear();
+  log_->Message(LogLevel::kInfo, "targets applied",
+                {{"kept", std::to_string(kept)},
+                 {"changed", std::to_string(changed)},
+                 {"added", std::to_string(added)},
+                 {"removed", std::to_string(removed)}});
+}
+
+
+void Monitor::ContinueSnapshot(const std::shared_ptr<SnapshotJob>& job) {
+  Snapshot& snap = *job->snapshot;
+  if (!job->started || job->generation != targets_generation_) {
+    // First slice, or the target list changed under us: start over.
+    job->started = true;
+    job->generation = targets_generation_;
+    job->next = 0;
+    snap.targets.clear();
+    snap.targets.reserve(targets_.size());
+  }
+  const size_t end = std::min(targets_.size(), job->next + kSnapshotSlice);
+  for (; job->next < end; ++job->next) targets_[job->next]->FillSnapshot(&snap.targets.emplace_back());
+  if (job->next < targets_.size()) {
+    // The next slice runs in a later iteration, after pending I/O.
+    Post([this, job] { ContinueSnapshot(job); });
+    return;
+  }
+  snap.taken_unix = UnixNow();
+  snap.targets_by_state.fill(0);
+  for (const auto& t : snap.targets) ++snap.targets_by_state[static_cast<size_t>(t.state)];
+  snap.connect_duration = ctx_.connect_duration.Snapshot();
+  snap.connection_lifetime = ctx_.connection_lifetime.Snapshot();
+  snap.loop_busy = loop_busy_.Snapshot();
+  snap.checks = ctx_.checks;
+  snap.config_loaded = ready_.load();
+  snap.last_reload_successful = last_reload_ok_;
+  snap.last_reload_success_unix = last_reload_success_unix_;
+  job->promise->set_value(std::move(job->snapshot));
+}
+
+}  // namespace connwatch

@@ -1,0 +1,45 @@
+#include "web/metrics_table.h"
+
+namespace connwatch {
+
+std::string_view MetricKindName(MetricKind kind) {
+  switch (kind) {
+    case MetricKind::kCounter:
+      return "counter";
+    case MetricKind::kGauge:
+      return "gauge";
+    case MetricKind::kHistogram:
+      return "histogram";
+  }
+  return "untyped";
+}
+
+std::string MetricsMarkdownTable() {
+  std::string out;
+  out.reserve(4096);
+  out += "| Metric | Type | Labels | Description |\n";
+  out += "|---|---|---|---|\n";
+  for (const MetricDef& def : kMetrics) {
+    out += "| `";
+    out += def.name;
+    out += "` | ";
+    out += MetricKindName(def.kind);
+    out += " | ";
+    std::string labels;
+    for (size_t i = 0; i < def.label_count(); ++i) {
+      if (!labels.empty()) labels += ", ";
+      labels += '`';
+      labels += def.labels[i];
+      labels += '`';
+    }
+    if (def.user_labels) labels += labels.empty() ? "user labels" : ", user labels";
+    if (def.kind == MetricKind::kHistogram) labels += labels.empty() ? "`le`" : ", `le`";
+    out += labels.empty() ? std::string("-") : labels;
+    out += " | ";
+    out += def.help;
+    out += " |\n";
+  }
+  return out;
+}
+
+}  // namespace connwatch
