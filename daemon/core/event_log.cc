@@ -87,6 +87,7 @@ std::vector<std::pair<std::string, std::string>> EventFields(const Event& e) {
   if (!e.resolved_address.empty()) f.emplace_back("resolved", e.resolved_address);
   if (e.has_reason) f.emplace_back("reason", std::string(ReasonName(e.reason)));
   if (e.err != 0) f.emplace_back("errno", std::string(ErrnoName(e.err)));
+  if (e.has_detected_by) f.emplace_back("detected_by", std::string(DetectorName(e.detected_by)));
   if (e.connect_seconds >= 0) f.emplace_back("connect_time", FormatSeconds(e.connect_seconds));
   if (e.connected_for >= 0) f.emplace_back("connected_for", FormatSeconds(e.connected_for));
   if (e.tcp.valid) {
