@@ -13,5 +13,12 @@ if(CONNWATCH_TESTS)
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/bench/soak.py
                      --build ${CMAKE_BINARY_DIR} --smoke)
     set_tests_properties(bench.soak_smoke PROPERTIES LABELS bench TIMEOUT 420)
+    # The probe benchmark: the detection matrix (network namespaces; it
+    # reports "not run" without root) and the cost of the default probes at
+    # 200 targets; no goal is checked. RUN_SERIAL: it measures CPU time.
+    add_test(NAME bench.probes_smoke
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/bench/probes.py
+                     --build ${CMAKE_BINARY_DIR} --smoke)
+    set_tests_properties(bench.probes_smoke PROPERTIES LABELS bench TIMEOUT 300 RUN_SERIAL TRUE)
   endif()
 endif()

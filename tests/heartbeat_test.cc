@@ -83,7 +83,9 @@ TEST_F(HeartbeatTest, PeerSlowerThanIntervalFails) {
   for (int i = 0; i < 3; ++i) {
     const double t = i * 1.0;
     hb.OnSent(t);
-    if (i > 0) EXPECT_EQ(hb.OnBytes("PONG\n", t + 0.01).late, 1u) << "request " << i - 1;
+    if (i > 0) {
+      EXPECT_EQ(hb.OnBytes("PONG\n", t + 0.01).late, 1u) << "request " << i - 1;
+    }
     f = hb.OnDeadline();
   }
   EXPECT_EQ(f.failures, 3);

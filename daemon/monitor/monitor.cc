@@ -50,10 +50,12 @@ Monitor::Monitor(Options options, EventLog* log)
       loop_owner_{ev_loop_new(static_cast<unsigned>(EVBACKEND_EPOLL) | static_cast<unsigned>(EVFLAG_NOENV))},
       loop_(loop_owner_.loop),
       resolver_(loop_),
-      admission_(loop_) {
+      admission_(loop_),
+      checks_due_(loop_, &ctx_.now, &Target::CheckDue) {
   ctx_.loop = loop_;
   ctx_.resolver = &resolver_;
   ctx_.admission = &admission_;
+  ctx_.checks_due = &checks_due_;
   ctx_.log = log_;
   ctx_.now = MonoNow();
   ctx_.event_reads = options_.event_reads;

@@ -115,6 +115,7 @@ class Monitor : public DaemonControl {
   Resolver resolver_;
   Admission admission_;
   LoopContext ctx_;
+  CheckScheduler checks_due_;  // after ctx_ (it reads ctx_.now); targets_ go first
   std::vector<std::unique_ptr<Target>> targets_;  // in config order
   uint64_t targets_generation_ = 0;               // bumped whenever targets_ changes
 

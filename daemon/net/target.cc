@@ -38,11 +38,16 @@ std::shared_ptr<const re2::RE2> LoopContext::Regex(const std::string& pattern) {
 }
 
 Target::Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config)
-    : ctx_(ctx), config_(std::move(config)) {
+    : ctx_(ctx),
+      probes_(config->probes),
+      check_interval_s_(Seconds(config->check_interval)),
+      check_jitter_s_(Seconds(config->check_jitter)),
+      config_(std::move(config)) {
   ev_io_init(&io_, &Target::IoCb, -1, EV_READ);
   io_.data = this;
   ev_timer_init(&timer_, &Target::TimerCb, 0., 0.);
   timer_.data = this;
+  check_.owner = this;
   ticket_.grant = [this] {
     holds_slot_ = true;
     BeginAttempt();
@@ -52,6 +57,7 @@ Target::Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config)
 }
 
 Target::~Target() {
+  ctx_->checks_due->Cancel(&check_);
   ctx_->admission->Cancel(&ticket_);
   ReleaseSlot();
   resolve_.reset();
@@ -119,10 +125,6 @@ void Target::TimerCb(struct ev_loop* /*loop*/, ev_timer* w, int /*revents*/) {
       auto* hb = self->heartbeat_.get();
       if (hb && hb->waiting() && now + kSlack >= hb->deadline()) {
         if (!self->HeartbeatFailed(hb->OnDeadline())) return;
-      }
-      if (now + kSlack >= self->next_check_) {
-        if (!self->Check()) return;
-        self->next_check_ = self->NextCheckAfter(now);
       }
       if (hb && now + kSlack >= self->heartbeat_next_send_) {
         if (!self->SendHeartbeat(now)) return;
@@ -296,7 +298,7 @@ void Target::OnConnected() {
   has_last_detected_by_ = false;
   ctx_->log->Record(std::move(e));
 
-  next_check_ = NextCheckAfter(loop_now);
+  ScheduleCheck(loop_now);
   if (config_->heartbeat) {
     if (!heartbeat_) {
       heartbeat_ = std::make_unique<HeartbeatTracker>(&*config_->heartbeat,
@@ -369,7 +371,7 @@ bool Target::ReadAvailable() {
 
 bool Target::Check() {
   ++ctx_->checks;
-  ProbeResult run = RunProbes(fd_, config_->probes, last_sample_, &ctx_->probe_runs);
+  ProbeResult run = RunProbes(fd_, probes_, last_sample_, &ctx_->probe_runs);
   if (run.fresh_sample) {
     last_sample_ = run.sample;
     has_rtt_ = true;
@@ -479,21 +481,28 @@ void Target::OnIcmpError(const Verdict& icmp, Detector by) {
   ctx_->log->Record(std::move(e));
 }
 
-double Target::NextCheckAfter(double now) {
-  const double at =
-      now + Seconds(config_->check_interval) + Seconds(config_->check_jitter) * ctx_->Uniform01();
-  // Checks are rounded up to a 50 ms grid: the targets due in one slot are
-  // checked in one loop iteration, so the wake-up (epoll_wait, timer heap
-  // work) is shared and a check costs about its one getsockopt(). At 100,000
-  // targets every 5 s a slot holds 1,000 checks, about 3 ms of work.
-  constexpr double kCheckSlot = 0.050;
-  return std::ceil(at / kCheckSlot) * kCheckSlot;
+void Target::CheckDue(CheckScheduler::Entry* entry) {
+  auto* self = static_cast<Target*>(entry->owner);
+  // NOTE: the check is cancelled whenever the connection ends.
+  if (self->state_ != TargetState::kUp) return;
+  if (self->Check()) self->ScheduleCheck(self->LoopNow());
+}
+
+void Target::ScheduleCheck(double now) {
+  // The scheduler rounds up to its 50 ms slots: every check due in a slot
+  // runs in one loop iteration. check_jitter spreads the slots.
+  const double at = now + check_interval_s_ + check_jitter_s_ * ctx_->Uniform01();
+  ctx_->checks_due->Schedule(&check_, at);
 }
 
 void Target::ArmUpTimer() {
-  double next = next_check_;
-  if (heartbeat_) next = std::min({next, heartbeat_next_send_, heartbeat_->deadline()});
-  ArmTimerAt(next);
+  // The periodic check has its own schedule (CheckScheduler); the timer
+  // serves the heartbeat only, and a target without one has no timer while up.
+  if (!heartbeat_) {
+    ev_timer_stop(ctx_->loop, &timer_);
+    return;
+  }
+  ArmTimerAt(std::min(heartbeat_next_send_, heartbeat_->deadline()));
 }
 
 void Target::Die(Verdict verdict, const TcpSample& at_death, Detector by, std::string detail) {
@@ -572,6 +581,7 @@ void Target::Close(std::string_view why, bool log) {
 }
 
 void Target::CloseSocket(bool reset) {
+  ctx_->checks_due->Cancel(&check_);
   if (fd_ < 0) return;
   ev_io_stop(ctx_->loop, &io_);
   watching_write_ = false;

@@ -39,11 +39,12 @@ and floods connections on command: the far end for connwatchd's demo and tests.
                          port 0 lets the kernel pick (see --ready-file)
   --listen-range ADDR:LO-HI
                          listen on every port LO..HI (one thread for all)
-  --mode MODE            hold (default), echo, silent, never-read, close, reset
+  --mode MODE            hold (default), echo, silent, never-read, keep-open, close, reset
                            hold        accept, read and discard, never write
                            echo        reply (see --heartbeat), or echo data back
                            silent      read and discard, never reply
                            never-read  never read: the client's sends pile up
+                           keep-open   as hold, but never answer the client's FIN
                            close       accept then close at once (FIN)
                            reset       accept then reset at once (RST)
   --heartbeat REQ=REPLY  in echo mode, send REPLY for every REQ received;
@@ -54,7 +55,7 @@ and floods connections on command: the far end for connwatchd's demo and tests.
                            stop (close all, refuse connects) -> listen (recover)
   --phase DURATION       demo phase length: 4s (default), 500ms, 1m
   --control PATH         unix stream socket taking line commands:
-                           close | reset | stop | listen | mode MODE |
+                           close | reset | blackhole | stop | listen | mode MODE |
                            heartbeat REQ=REPLY | reply TEXT | send TEXT |
                            send-close TEXT | flood BYTES[K|M|G] | stats | help
                          each command gets one reply line: "ok ..." or "error: ..."
@@ -431,6 +432,9 @@ std::string Execute(TestPeer& peer, std::string_view line) {
     peer.ResetAll();
     return "ok reset=" + std::to_string(n);
   }
+  if (verb == "blackhole") {
+    return "ok silent=" + std::to_string(peer.BlackholeAll());
+  }
   if (verb == "stop") {
     peer.StopListening();
     return "ok listening=0";
@@ -443,7 +447,7 @@ std::string Execute(TestPeer& peer, std::string_view line) {
     PeerMode mode;
     if (!ParsePeerMode(arg, &mode)) {
       return "error: mode " + std::string(arg) +
-             ": want hold, echo, silent, never-read, close or reset";
+             ": want hold, echo, silent, never-read, keep-open, close or reset";
     }
     peer.SetMode(mode);
     return "ok mode=" + std::string(PeerModeName(mode));

@@ -1,5 +1,7 @@
 #include "test_peer.h"
 
+#include <linux/filter.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
@@ -116,6 +118,8 @@ std::string_view PeerModeName(PeerMode mode) {
       return "silent";
     case PeerMode::kNeverRead:
       return "never-read";
+    case PeerMode::kKeepOpen:
+      return "keep-open";
     case PeerMode::kCloseOnAccept:
       return "close";
     case PeerMode::kResetOnAccept:
@@ -126,7 +130,7 @@ std::string_view PeerModeName(PeerMode mode) {
 
 bool ParsePeerMode(std::string_view word, PeerMode* mode) {
   for (PeerMode m : {PeerMode::kHold, PeerMode::kEcho, PeerMode::kSilent, PeerMode::kNeverRead,
-                     PeerMode::kCloseOnAccept, PeerMode::kResetOnAccept}) {
+                     PeerMode::kKeepOpen, PeerMode::kCloseOnAccept, PeerMode::kResetOnAccept}) {
     if (word == PeerModeName(m)) {
       *mode = m;
       return true;
@@ -154,6 +158,7 @@ struct TestPeer::Connection {
   size_t flood_remaining = 0;
   bool close_after_write = false;
   std::string unmatched;  // kEcho with a request: received bytes not yet matched.
+  bool half_closed = false;  // kKeepOpen: the client sent FIN; no longer watched.
 };
 
 TestPeer::TestPeer(PeerOptions opts) : opts_(std::move(opts)) {
@@ -460,6 +465,15 @@ bool TestPeer::ReadFrom(Connection& conn) {
     }
     if (n == 0) {
       ++client_fins_;
+      if (loop_mode_ == PeerMode::kKeepOpen) {
+        // Half open: nothing more to read, and no FIN from us. Stop watching
+        // the socket (EOF stays readable forever) but keep it.
+        epoll_event ev{};
+        epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, conn.fd, &ev);
+        conn.events = 0;
+        conn.half_closed = true;
+        return false;
+      }
       CloseConnection(conn, CloseHow::kGone);
       return false;
     }
@@ -542,6 +556,7 @@ bool TestPeer::Flush(Connection& conn) {
 }
 
 void TestPeer::UpdateInterest(Connection& conn) {
+  if (conn.half_closed) return;
   uint32_t want = (Reading() ? kIn : 0u) | kRdHup;
   if (!conn.out.empty() || conn.flood_remaining > 0) want |= EPOLLOUT;
   if (want == conn.events) return;
@@ -666,6 +681,22 @@ void TestPeer::SendThenCloseAll(std::string data) {
       Flush(conn);  // closes it when everything is written.
     }
   });
+}
+
+size_t TestPeer::BlackholeAll() {
+  size_t n = 0;
+  RunInLoop([this, &n] {
+    AcceptBacklog();
+    static sock_filter drop_all[] = {{BPF_RET | BPF_K, 0, 0, 0}};
+    sock_fprog prog{1, drop_all};
+    for (auto& [id, conn] : connections_) {
+      if (setsockopt(conn->fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) == 0) ++n;
+      conn->out.clear();
+      conn->out_offset = 0;
+      conn->flood_remaining = 0;
+    }
+  });
+  return n;
 }
 
 void TestPeer::SendAll(std::string data) {

@@ -59,11 +59,13 @@ enum class PeerMode : uint8_t {
   kEcho,           // heartbeat responder: see SetReply / SetHeartbeat.
   kSilent,         // accept, read and discard, never reply (a heartbeat timeout).
   kNeverRead,      // accept and never read: the client's sends pile up unacked.
+  kKeepOpen,       // as kHold, but a client's FIN is not answered: the connection
+                   // stays half open (the client sits in FIN_WAIT2).
   kCloseOnAccept,  // accept, then close at once (FIN).
   kResetOnAccept,  // accept, then close with SO_LINGER {1,0} (RST).
 };
 
-// "hold", "echo", "silent", "never-read", "close", "reset" (the CLI words).
+// "hold", "echo", "silent", "never-read", "keep-open", "close", "reset" (the CLI words).
 std::string_view PeerModeName(PeerMode mode);
 bool ParsePeerMode(std::string_view word, PeerMode* mode);
 
@@ -136,6 +138,12 @@ class TestPeer {
   // tcpi_state is CLOSE_WAIT). Returns when queued; a connection whose data
   // did not fit in the socket buffer is closed once it is written.
   void SendThenCloseAll(std::string data);
+  // Every open connection goes silent, like a peer that lost power or a
+  // firewall that drops: a socket filter makes our kernel drop every segment
+  // the client sends (no ACK, no RST), and nothing is written any more. The
+  // client's keepalive or TCP_USER_TIMEOUT then ends the connection. Returns
+  // the number of connections made silent.
+  size_t BlackholeAll();
   void SendAll(std::string data);
   // Write `total_bytes` more to every open connection, as fast as each client
   // reads (non-blocking, at most 1 MiB per connection per loop turn so the
