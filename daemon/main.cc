@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   log.Message(connwatch::LogLevel::kInfo, "listening",
-              {{"address", flags.listen_address}, {"port", std::to_string(http.port())}});
+              {{"address", flags.listen_address}, {"port", http.port()}});
 
   connwatch::ServiceNotifier notifier(monitor.loop(), [&monitor] { return monitor.StatusLine(); });
   monitor.SetReloadHook([&notifier](bool begin) {
