@@ -30,16 +30,33 @@ struct Flags {
   std::string web_config_file;
 };
 
-int CheckConfig(const std::string& path) {
+// --check-config: every file the daemon would read at start, each checked in
+// full (an error in one does not hide the errors of the other).
+int CheckConfig(const Flags& flags) {
+  int status = 0;
+  const std::string& path = flags.config_file;
   connwatch::ConfigLoadResult result = connwatch::LoadConfigFile(path);
   if (!result.errors.empty()) {
     for (const auto& e : result.errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
     std::fprintf(stderr, "%s: %zu error(s)\n", path.c_str(), result.errors.size());
-    return 1;
+    status = 1;
+  } else {
+    std::printf("%s: OK, %zu target(s) from %zu file(s)\n", path.c_str(),
+                result.config->targets.size(), result.config->files.size());
   }
-  std::printf("%s: OK, %zu target(s) from %zu file(s)\n", path.c_str(),
-              result.config->targets.size(), result.config->files.size());
-  return 0;
+  if (!flags.web_config_file.empty()) {
+    const std::string& web_path = flags.web_config_file;
+    connwatch::WebConfigLoadResult web = connwatch::LoadWebConfigFile(web_path);
+    if (!web.errors.empty()) {
+      for (const auto& e : web.errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
+      std::fprintf(stderr, "%s: %zu error(s)\n", web_path.c_str(), web.errors.size());
+      status = 1;
+    } else {
+      std::printf("%s: OK, %s, %zu basic-auth user(s)\n", web_path.c_str(),
+                  web.config->tls ? "TLS" : "no TLS", web.config->basic_auth_users.size());
+    }
+  }
+  return status;
 }
 
 }  // namespace
@@ -78,7 +95,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"logfmt", "json"}));
   app.add_flag("--check-config", flags.check_config,
-               "Validate the configuration file (and its includes), then exit 0 or 1");
+               "Validate the configuration file (and its includes) and the web config file, "
+               "then exit 0 or 1");
   app.add_flag("--version", flags.version, "Print the version and exit");
   app.add_option("--dns.servers", flags.dns_servers,
                  "Comma-separated DNS servers (host[:port]) to use instead of /etc/resolv.conf");
@@ -90,7 +108,7 @@ int main(int argc, char** argv) {
     std::printf("connwatchd %s (revision %s)\n", connwatch::kVersion, connwatch::kRevision);
     return 0;
   }
-  if (flags.check_config) return CheckConfig(flags.config_file);
+  if (flags.check_config) return CheckConfig(flags);
 
   connwatch::LogLevel level = connwatch::LogLevel::kInfo;
   connwatch::LogFormat format = connwatch::LogFormat::kLogfmt;
