@@ -159,7 +159,14 @@ TEST(WebConfig, EveryErrorHasItsPlace) {
   const BadCase cases[] = {
       {"- tls_server_config\n",
        "1:1: the top level must be a map (tls_server_config, basic_auth_users), got a list"},
-      {"tls_server_config: {cert_file: a.crt\n", "2:1: invalid YAML: end of map flow not found"},
+      {"tls_server_config: {cert_file: a.crt\n",
+       "1:20: the \"{\" opened here is never closed: a flow map ({a: 1, b: 2}) must end with "
+       "\"}\" (YAML parser: \"end of map flow not found\" at line 2, column 1); nothing else in "
+       "this file is checked until it parses, so more errors may be hidden"},
+      {"tls_server_config:\n\tcert_file: a.crt\n",
+       "2:1: a tab in the indentation: YAML indents with spaces only (YAML parser: \"illegal map "
+       "value\" at line 2, column 11); nothing else in this file is checked until it parses, so "
+       "more errors may be hidden"},
       {"basic_auth_user:\n  a: b\n",
        "1:1: unknown key \"basic_auth_user\" (want tls_server_config or basic_auth_users)"},
       {"tls_server_config:\n  cert_file: a.crt\n", "2:3: tls_server_config: missing \"key_file\""},
