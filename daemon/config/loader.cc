@@ -66,6 +66,8 @@ constexpr int64_t kMaxUserTimeoutMs = std::numeric_limits<int32_t>::max();
 // Labels connwatch itself puts on every series; a user label may not shadow them.
 constexpr std::string_view kReservedLabels[] = {"target", "address"};
 
+// The keys of each map. Every array here is listed in ConfigKeyGroups() (at
+// the end of this file), which the docs tests compare with the documentation.
 constexpr std::string_view kMainKeys[] = {"global", "defaults", "targets", "include"};
 constexpr std::string_view kGlobalKeys[] = {"max_connects_in_flight", "max_connects_per_second"};
 constexpr std::string_view kIncludedKeys[] = {"targets"};
@@ -1457,6 +1459,14 @@ void Loader::IncludeFile(const SourceFile& f, const YamlNode* at, const std::str
   }
   files_.push_back(file);
   SourceFile included{file, DirName(file), true, next_rank_++};
+  if (text.empty()) {
+    // The same rule as for the main file (LoadConfigFile): a file being
+    // rewritten in place reads as empty, and loading that would drop its
+    // targets until the next reload.
+    ErrorAt(included, 0, 0, "",
+            "the file is empty (being rewritten?); write \"targets: []\" to watch nothing");
+    return;
+  }
   TreeBuilder builder(&node_count_, text);
   const YamlNode* root = Parse(included, text, &builder);
   if (root != nullptr) ProcessFile(included, root);
@@ -1687,6 +1697,16 @@ ConfigLoadResult LoadConfigFile(const std::string& path) {
   ConfigLoadResult result = loader.Run(text, path, DirName(path), &st);
   if (result.config) result.config->files.insert(result.config->files.begin(), path);
   return result;
+}
+
+std::vector<ConfigKeyGroup> ConfigKeyGroups() {
+  auto group = [](std::string_view map, const auto& keys) {
+    return ConfigKeyGroup{map, {std::begin(keys), std::end(keys)}};
+  };
+  return {group("", kMainKeys),           group("included", kIncludedKeys),
+          group("global", kGlobalKeys),   group("defaults", kSettingKeys),
+          group("targets[]", kTargetKeys), group("keepalive", kKeepaliveKeys),
+          group("backoff", kBackoffKeys), group("heartbeat", kHeartbeatKeys)};
 }
 
 void SetReadChunkHookForTest(std::function<void(size_t bytes_read)> hook) {

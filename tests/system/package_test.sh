@@ -55,33 +55,8 @@ fi
 echo "ok: built $(basename "$deb") ($(stat -c %s "$deb") bytes)"
 
 # --- Contents -----------------------------------------------------------------
-# Every path, with its mode and owner, exactly.
-cat >"$tmp/expected-files" <<'EOF'
-drwxr-xr-x root/root ./etc/
-drwxr-xr-x root/root ./etc/connwatch/
--rw-r--r-- root/root ./etc/connwatch/connwatch.yaml
-drwxr-xr-x root/root ./etc/connwatch/targets.d/
-drwxr-xr-x root/root ./lib/
-drwxr-xr-x root/root ./lib/systemd/
-drwxr-xr-x root/root ./lib/systemd/system/
--rw-r--r-- root/root ./lib/systemd/system/connwatch.service
-drwxr-xr-x root/root ./usr/
-drwxr-xr-x root/root ./usr/bin/
--rwxr-xr-x root/root ./usr/bin/connwatchd
-drwxr-xr-x root/root ./usr/share/
-drwxr-xr-x root/root ./usr/share/doc/
-drwxr-xr-x root/root ./usr/share/doc/connwatch/
--rw-r--r-- root/root ./usr/share/doc/connwatch/README.md
--rw-r--r-- root/root ./usr/share/doc/connwatch/changelog.Debian.gz
--rw-r--r-- root/root ./usr/share/doc/connwatch/copyright
-drwxr-xr-x root/root ./usr/share/doc/connwatch/examples/
--rw-r--r-- root/root ./usr/share/doc/connwatch/examples/example.yaml
-drwxr-xr-x root/root ./usr/share/man/
-drwxr-xr-x root/root ./usr/share/man/man5/
--rw-r--r-- root/root ./usr/share/man/man5/connwatch.yaml.5.gz
-drwxr-xr-x root/root ./usr/share/man/man8/
--rw-r--r-- root/root ./usr/share/man/man8/connwatchd.8.gz
-EOF
+# Every path, with its mode and owner, exactly (tests/system/package_files.txt).
+grep -v '^#' "$src/tests/system/package_files.txt" >"$tmp/expected-files"
 dpkg-deb -c "$deb" | awk '{ print $1, $2, $6 }' | sort -k3 >"$tmp/actual-files"
 if diff -u "$tmp/expected-files" "$tmp/actual-files" >"$tmp/files.diff"; then
   echo "ok: file list, modes and owners"
@@ -117,6 +92,17 @@ cmp -s "$tmp/data/lib/systemd/system/connwatch.service" "$src/systemd/connwatch.
   fail "the packaged unit differs from systemd/connwatch.service"
 cmp -s "$tmp/data/etc/connwatch/connwatch.yaml" "$src/packaging/connwatch.yaml" ||
   fail "the packaged config differs from packaging/connwatch.yaml"
+cmp -s "$tmp/data/usr/share/connwatch/connwatch.schema.json" "$src/config/connwatch.schema.json" ||
+  fail "the packaged schema differs from config/connwatch.schema.json"
+# The example is the source's, but for the schema it points to: the installed one.
+sed 's#\$schema=./connwatch.schema.json#$schema=/usr/share/connwatch/connwatch.schema.json#' \
+  "$src/config/example.yaml" | cmp -s - "$tmp/data/usr/share/doc/connwatch/examples/example.yaml" ||
+  fail "the packaged example.yaml is not config/example.yaml with the installed schema's path"
+for f in etc/connwatch/connwatch.yaml usr/share/doc/connwatch/examples/example.yaml; do
+  schema=$(sed -nE '1s/^# yaml-language-server: \$schema=(.*)$/\1/p' "$tmp/data/$f")
+  [ -n "$schema" ] && [ -f "$tmp/data$schema" ] ||
+    fail "/$f points editors at the schema '$schema', which the package does not hold"
+done
 
 # --- Lint ---------------------------------------------------------------------
 # Errors fail; so do warnings, except those docs/PACKAGING.md explains.
