@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "config/loader.h"
+#include "net/admission.h"
 #include "test_util.h"
 #include "web/web_config.h"
 
@@ -329,6 +330,59 @@ TEST(DocsKeys, ExampleYamlShowsEveryKey) {
       at += static_cast<size_t>(m.position(0) + m.length(0));
     }
     EXPECT_TRUE(found) << "config/example.yaml does not show " << path;
+  }
+}
+
+// --- Numbers the docs state ---------------------------------------------------
+
+// "a token bucket holding N ms worth of attempts", in docs/CONFIG.md and
+// connwatch.yaml(5), is the bucket the code builds at the default rate.
+TEST(DocsClaims, TokenBucketSizeIsTheCodes) {
+  struct ev_loop* loop = ev_loop_new(EVFLAG_AUTO);
+  ASSERT_NE(loop, nullptr);
+  double ms = 0;
+  {
+    Admission admission(loop);
+    admission.Configure(GlobalConfig{});
+    ms = admission.bucket_seconds() * 1000;
+  }
+  ev_loop_destroy(loop);
+  const std::regex stated(R"(token\s+bucket\s+holding\s+([0-9.]+)\s+ms\s+worth)");
+  for (const char* doc : {"docs/CONFIG.md", "packaging/man/connwatch.yaml.5.in"}) {
+    std::string text = Unroff(ReadSource(doc));
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(text, m, stated)) << doc << " no longer states the bucket size";
+    EXPECT_DOUBLE_EQ(std::stod(m[1]), ms) << doc << " says " << m[1] << " ms; the code holds " << ms;
+  }
+}
+
+// docs/CONFIG.md and connwatch.yaml(5): "A file without targets ... is
+// valid ... An empty file (0 bytes), main or included, is refused".
+TEST(DocsClaims, EmptyFilesAreRefusedAndFilesWithoutTargetsAccepted) {
+  for (const char* doc : {"docs/CONFIG.md", "packaging/man/connwatch.yaml.5.in"}) {
+    std::string text = Unroff(ReadSource(doc));
+    std::string flat;
+    for (char c : text) {
+      if (c == '\n') c = ' ';
+      if (!(c == ' ' && !flat.empty() && flat.back() == ' ')) flat += c;
+    }
+    flat = Replace(Replace(flat, " .RB ", " "), " .B ", " ");
+    EXPECT_NE(flat.find("An empty file (0 bytes), main or included, is refused"), std::string::npos)
+        << doc << " no longer says that empty files are refused";
+  }
+  TempDir dir;
+  const std::string empty = dir.Write("empty.yaml", "");
+  const std::string includes = dir.Write("includes.yaml", "include: [empty.yaml]\n");
+  for (const std::string& path : {empty, includes}) {
+    ConfigLoadResult r = LoadConfigFile(path);
+    ASSERT_EQ(r.errors.size(), 1u) << path;
+    EXPECT_EQ(r.errors[0].ToString(),
+              empty + ": the file is empty (being rewritten?); write \"targets: []\" to watch nothing");
+  }
+  for (const char* text : {"targets: []\n", "targets:\n#  - address: 192.0.2.1:80\n", "# nothing yet\n"}) {
+    ConfigLoadResult r = LoadConfigFile(dir.Write("none.yaml", text));
+    EXPECT_TRUE(r.errors.empty()) << text << ": " << r.errors[0].ToString();
+    EXPECT_TRUE(r.config && r.config->targets.empty()) << text;
   }
 }
 

@@ -79,11 +79,17 @@ field() { dpkg-deb -f "$deb" "$1"; }
 [ "$(field Architecture)" = "$arch" ] || fail "Architecture is '$(field Architecture)'"
 [ "$(field Section)" = net ] || fail "Section is '$(field Section)'"
 depends=$(field Depends)
-for lib in libc6 libstdc++6 libev4 libyaml-cpp0.7 libprometheus-cpp-core1.0 libcivetweb1 \
-           libc-ares2 libre2-9 libsystemd0; do
-  sed -E 's/ \([^)]*\)//g; s/, /\n/g' <<<"$depends" | grep -qxF "$lib" ||
-    fail "Depends lacks $lib: $depends"
-done
+# Exactly the packages docs/PACKAGING.md lists ("today: libc-ares2, ...").
+actual_deps=$(sed -E 's/ \([^)]*\)//g; s/, /\n/g' <<<"$depends" | sort)
+documented_deps=$(tr '\n' ' ' <"$src/docs/PACKAGING.md" |
+  sed -nE 's/.*links \(`CPACK_DEBIAN_PACKAGE_SHLIBDEPS`\); today: (.*), each with the minimal.*/\1/p' |
+  sed -E 's/,? and /, /; s/ +/ /g; s/, /\n/g' | sort)
+if [ -z "$documented_deps" ]; then
+  fail "docs/PACKAGING.md: no \"today: ...\" list of Depends found"
+elif [ "$actual_deps" != "$documented_deps" ]; then
+  fail "Depends differs from docs/PACKAGING.md's list (- documented, + in the package):
+$(diff <(echo "$documented_deps") <(echo "$actual_deps") | grep '^[<>]' | sed 's/^</-/; s/^>/+/')"
+fi
 echo "ok: control: $(field Package) $(field Version) $(field Architecture); Depends: $depends"
 # The shipped unit and config are the sources, byte for byte.
 mkdir "$tmp/data"
