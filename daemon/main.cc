@@ -30,32 +30,29 @@ struct Flags {
   std::string web_config_file;
 };
 
+// Prints every error of `path` and a count to stderr; false when there were any.
+bool ReportErrors(const std::string& path, const std::vector<connwatch::ConfigError>& errors) {
+  for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
+  if (!errors.empty()) std::fprintf(stderr, "%s: %zu error(s)\n", path.c_str(), errors.size());
+  return errors.empty();
+}
+
 // --check-config: every file the daemon would read at start, each checked in
 // full (an error in one does not hide the errors of the other).
 int CheckConfig(const Flags& flags) {
   int status = 0;
-  const std::string& path = flags.config_file;
-  connwatch::ConfigLoadResult result = connwatch::LoadConfigFile(path);
-  if (!result.errors.empty()) {
-    for (const auto& e : result.errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
-    std::fprintf(stderr, "%s: %zu error(s)\n", path.c_str(), result.errors.size());
+  connwatch::ConfigLoadResult result = connwatch::LoadConfigFile(flags.config_file);
+  if (!ReportErrors(flags.config_file, result.errors)) {
     status = 1;
   } else {
-    std::printf("%s: OK, %zu target(s) from %zu file(s)\n", path.c_str(),
+    std::printf("%s: OK, %zu target(s) from %zu file(s)\n", flags.config_file.c_str(),
                 result.config->targets.size(), result.config->files.size());
   }
-  if (!flags.web_config_file.empty()) {
-    const std::string& web_path = flags.web_config_file;
-    connwatch::WebConfigLoadResult web = connwatch::LoadWebConfigFile(web_path);
-    if (!web.errors.empty()) {
-      for (const auto& e : web.errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
-      std::fprintf(stderr, "%s: %zu error(s)\n", web_path.c_str(), web.errors.size());
-      status = 1;
-    } else {
-      std::printf("%s: OK, %s, %zu basic-auth user(s)\n", web_path.c_str(),
-                  web.config->tls ? "TLS" : "no TLS", web.config->basic_auth_users.size());
-    }
-  }
+  if (flags.web_config_file.empty()) return status;
+  connwatch::WebConfigLoadResult web = connwatch::LoadWebConfigFile(flags.web_config_file);
+  if (!ReportErrors(flags.web_config_file, web.errors)) return 1;
+  std::printf("%s: OK, %s, %zu basic-auth user(s)\n", flags.web_config_file.c_str(),
+              web.config->tls ? "TLS" : "no TLS", web.config->basic_auth_users.size());
   return status;
 }
 

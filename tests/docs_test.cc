@@ -542,21 +542,6 @@ CheckRun Check(const std::string& yaml, const std::string& web = "") {
   return run;
 }
 
-std::string Base64(const std::string& in) {
-  static const char* kChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (size_t i = 0; i < in.size(); i += 3) {
-    uint32_t n = static_cast<uint8_t>(in[i]) << 16;
-    if (i + 1 < in.size()) n |= static_cast<uint8_t>(in[i + 1]) << 8;
-    if (i + 2 < in.size()) n |= static_cast<uint8_t>(in[i + 2]);
-    out += kChars[(n >> 18) & 63];
-    out += kChars[(n >> 12) & 63];
-    out += i + 1 < in.size() ? kChars[(n >> 6) & 63] : '=';
-    out += i + 2 < in.size() ? kChars[n & 63] : '=';
-  }
-  return out;
-}
-
 void RunExample(const Example& e) {
   SCOPED_TRACE(e.where + " (" + e.kind + ")");
   if (e.kind == "config") {
@@ -580,7 +565,7 @@ void RunExample(const Example& e) {
       std::smatch m;
       if (!std::regex_search(line, m, user)) continue;
       BasicAuthenticator auth({{m[1], m[2]}});
-      EXPECT_TRUE(auth.Check("Basic " + Base64(m[1].str() + ":" + m[3].str())))
+      EXPECT_TRUE(auth.Check("Basic " + testing::Base64Encode(m[1].str() + ":" + m[3].str())))
           << e.where << ": the hash of " << m[1] << " is not the bcrypt of \"" << m[3] << "\"";
     }
   }
