@@ -485,7 +485,7 @@ std::vector<Example> ManExamples(const std::string& relative) {
 // Uncomments the YAML that config/example.yaml shows commented out: a line
 // "# key: ..." whose key the loader knows, and the deeper commented lines that
 // follow it.
-std::string Uncomment(const std::string& text, const CodeKeys& code) {
+std::string Uncomment(const std::string& text) {
   std::set<std::string> names;
   for (const ConfigKeyGroup& g : ConfigKeyGroups()) {
     for (std::string_view k : g.keys) names.insert(std::string(k));
@@ -600,11 +600,10 @@ TEST(DocsExamples, EveryYamlExampleChecksAsDocumented) {
 }
 
 TEST(DocsExamples, ExampleYamlChecksAsIsAndUncommented) {
-  CodeKeys code;
   const std::string text = ReadSource("config/example.yaml");
   CheckRun as_is = Check(text);
   EXPECT_EQ(as_is.result.status, 0) << as_is.output;
-  const std::string uncommented = Uncomment(text, code);
+  const std::string uncommented = Uncomment(text);
   EXPECT_NE(uncommented, text) << "nothing was uncommented in config/example.yaml";
   CheckRun run = Check(uncommented);
   EXPECT_EQ(run.result.status, 0) << "config/example.yaml with its commented keys uncommented:\n"
