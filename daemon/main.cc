@@ -131,7 +131,16 @@ int main(int argc, char** argv) {
     http_options.web = std::move(*web.config);
   }
 
-  connwatch::Monitor monitor({flags.config_file, flags.dns_servers, 0}, &log);
+  connwatch::Monitor::Options monitor_options{flags.config_file, flags.dns_servers, 0};
+  // bench/probes.py measures what each probe sees on its own; with event
+  // reads on, the read of a readable socket would see every FIN and RST first.
+  if (const char* v = std::getenv("CONNWATCHD_BENCH_NO_EVENT_READS"); v && *v && *v != '0') {
+    monitor_options.event_reads = false;
+    log.Message(connwatch::LogLevel::kWarn,
+                "event-driven reads are off (CONNWATCHD_BENCH_NO_EVENT_READS): only probes and "
+                "heartbeats see a death; for benchmarks, never for monitoring");
+  }
+  connwatch::Monitor monitor(monitor_options, &log);
   // Before anything can tell systemd we are ready: a SIGHUP or SIGTERM from
   // then on is queued by libev and handled once the loop runs, never fatal.
   monitor.InstallSignalHandlers();

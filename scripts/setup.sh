@@ -22,6 +22,9 @@ PACKAGES=(
   systemd systemd-container dpkg-dev file lintian man-db
   # the libFuzzer targets (scripts/fuzz.sh): clang and its runtime libraries
   clang libclang-rt-dev
+  # tests/clock_step_test.cc steps the daemon's wall clock with libfaketime;
+  # the fault suite's REJECT router uses nft (tests/system)
+  faketime nftables
 )
 
 missing=()

@@ -801,3 +801,62 @@ global:
 
 }  // namespace
 }  // namespace connwatch
+
+namespace connwatch {
+namespace {
+
+std::vector<std::string> ProbeWords(const ProbeList& list) {
+  std::vector<std::string> words;
+  for (Probe p : list) words.emplace_back(ProbeName(p));
+  return words;
+}
+
+TEST(ConfigProbes, DefaultOrderInheritanceAndOwnLists) {
+  ConfigLoadResult result = LoadConfigString(R"(
+targets:
+  - address: 192.0.2.1:80
+  - address: 192.0.2.2:80
+    probes: [so_error, tcp_info]
+    report_icmp: true
+)",
+                                             "p.yaml", "");
+  ASSERT_TRUE(result.config) << Dump(result);
+  const auto& t = result.config->targets;
+  EXPECT_EQ(ProbeWords(t[0]->probes), (std::vector<std::string>{"peek", "zero_send", "tcp_info"}));
+  EXPECT_FALSE(t[0]->report_icmp);
+  EXPECT_EQ(ProbeWords(t[1]->probes), (std::vector<std::string>{"so_error", "tcp_info"}));
+  EXPECT_TRUE(t[1]->report_icmp);
+
+  ConfigLoadResult inherited = LoadConfigString(R"(
+defaults: {probes: [tcp_info, peek, so_error, zero_send], report_icmp: true}
+targets:
+  - address: 192.0.2.1:80
+  - address: 192.0.2.2:80
+    probes: [peek]
+    report_icmp: false
+)",
+                                                "i.yaml", "");
+  ASSERT_TRUE(inherited.config) << Dump(inherited);
+  const auto& u = inherited.config->targets;
+  EXPECT_EQ(ProbeWords(u[0]->probes),
+            (std::vector<std::string>{"tcp_info", "peek", "so_error", "zero_send"}));
+  EXPECT_TRUE(u[0]->report_icmp);
+  EXPECT_EQ(ProbeWords(u[1]->probes), (std::vector<std::string>{"peek"}));
+  EXPECT_FALSE(u[1]->report_icmp);
+}
+
+// A change of the probe list or of report_icmp is a changed target on reload
+// (it reconnects); the same list is equal.
+TEST(ConfigProbes, ListsTakePartInEquality) {
+  auto load = [](const std::string& extra) {
+    ConfigLoadResult r = LoadConfigString("targets:\n  - address: 192.0.2.1:80\n" + extra, "e.yaml", "");
+    EXPECT_TRUE(r.config) << Dump(r);
+    return r.config ? *r.config->targets[0] : TargetConfig{};
+  };
+  EXPECT_EQ(load(""), load("    probes: [peek, zero_send, tcp_info]\n"));
+  EXPECT_FALSE(load("") == load("    probes: [zero_send, peek, tcp_info]\n"));
+  EXPECT_FALSE(load("") == load("    report_icmp: true\n"));
+}
+
+}  // namespace
+}  // namespace connwatch

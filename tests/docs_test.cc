@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "config/loader.h"
+#include "core/reason.h"
 #include "net/admission.h"
 #include "test_util.h"
 #include "web/web_config.h"
@@ -383,6 +384,54 @@ TEST(DocsClaims, EmptyFilesAreRefusedAndFilesWithoutTargetsAccepted) {
     ConfigLoadResult r = LoadConfigFile(dir.Write("none.yaml", text));
     EXPECT_TRUE(r.errors.empty()) << text << ": " << r.errors[0].ToString();
     EXPECT_TRUE(r.config && r.config->targets.empty()) << text;
+  }
+}
+
+// The reason words a doc lists after `head` ("Connect failures:"), up to the
+// first "." outside parentheses; words in parentheses are comments.
+std::set<std::string> ListedReasons(const std::string& flat, const std::string& head) {
+  std::set<std::string> words;
+  const size_t start = flat.find(head);
+  if (start == std::string::npos) return words;
+  int depth = 0;
+  std::string word;
+  for (size_t i = start + head.size(); i < flat.size(); ++i) {
+    const char c = flat[i];
+    if (c == '(') ++depth;
+    if (c == ')') --depth;
+    if (depth == 0 && ((c >= 'a' && c <= 'z') || c == '_')) {
+      word += c;
+      continue;
+    }
+    if (!word.empty() && word != "and") words.insert(word);
+    word.clear();
+    if (depth == 0 && c == '.') break;
+  }
+  return words;
+}
+
+// README.md, docs/METRICS.md and connwatchd(8) list the reasons of connect
+// failures and of disconnects: exactly the code's (core/reason.h).
+TEST(DocsClaims, ReasonListsAreTheCodes) {
+  std::set<std::string> connect, disconnect;
+  for (size_t i = 0; i < kReasonCount; ++i) {
+    const Reason r = static_cast<Reason>(i);
+    if (IsConnectFailureReason(r)) connect.insert(std::string(ReasonName(r)));
+    if (IsDisconnectReason(r)) disconnect.insert(std::string(ReasonName(r)));
+  }
+  for (const char* doc : {"README.md", "docs/METRICS.md", "packaging/man/connwatchd.8.in"}) {
+    std::string flat;
+    for (const std::string& line : SplitLines(Unroff(ReadSource(doc)))) {
+      std::string l = line;
+      for (const char* request : {".BR ", ".B "}) {
+        if (l.rfind(request, 0) == 0) l = l.substr(std::string(request).size());
+      }
+      flat += Replace(l, "`", "") + " ";
+    }
+    EXPECT_EQ(ListedReasons(flat, "Connect failures:"), connect)
+        << doc << ": the connect failure reasons it lists are not the code's";
+    EXPECT_EQ(ListedReasons(flat, "Disconnects:"), disconnect)
+        << doc << ": the disconnect reasons it lists are not the code's";
   }
 }
 

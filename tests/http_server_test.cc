@@ -61,6 +61,7 @@ std::shared_ptr<Snapshot> MakeSnapshot() {
   redis.connects = 4;
   redis.connect_failures[R(Reason::kRefused)] = 3;
   redis.disconnects[R(Reason::kPeerReset)] = 2;
+  redis.icmp_errors[R(Reason::kHostUnreachable)] = 1;
   redis.retransmits_total = 17;
   redis.has_rtt = true;
   redis.rtt_seconds = 0.000421;
@@ -163,6 +164,8 @@ void RecordEvents(EventLog* log) {
   disconnect.has_reason = true;
   disconnect.reason = Reason::kPeerReset;
   disconnect.err = ECONNRESET;
+  disconnect.has_detected_by = true;
+  disconnect.detected_by = Detector::kZeroSend;
   disconnect.connected_for = 49.875;
   disconnect.tcp.valid = true;
   disconnect.tcp.state = 7;
@@ -452,10 +455,12 @@ TEST_F(HttpServerTest, TargetsJson) {
   EXPECT_EQ(redis["last_event"], (Json{{"kind", "connect"},
                                        {"reason", nullptr},
                                        {"errno", nullptr},
+                                       {"detected_by", nullptr},
                                        {"time", "2024-05-01T12:50:00.125Z"}}));
   EXPECT_EQ(redis["connects"], 4);
   EXPECT_EQ(redis["connect_failures"], (Json{{"refused", 3}}));
   EXPECT_EQ(redis["disconnects"], (Json{{"peer_reset", 2}}));
+  EXPECT_EQ(redis["icmp_errors"], (Json{{"host_unreachable", 1}}));
   EXPECT_EQ(redis["rtt_seconds"], 0.000421);
   EXPECT_EQ(redis["retransmits"], 17);
   EXPECT_TRUE(redis["heartbeat_seconds"].is_null());
@@ -468,6 +473,7 @@ TEST_F(HttpServerTest, TargetsJson) {
   EXPECT_EQ(db["last_event"], (Json{{"kind", "connect_failure"},
                                     {"reason", "refused"},
                                     {"errno", "ECONNREFUSED"},
+                                    {"detected_by", nullptr},
                                     {"time", "2024-05-01T12:50:50.000Z"}}));
   EXPECT_EQ(db["disconnects"], Json::object());
   EXPECT_TRUE(db["rtt_seconds"].is_null());
@@ -480,9 +486,9 @@ TEST_F(HttpServerTest, TargetsJson) {
 
   // Every target has the same keys.
   std::vector<std::string> keys = {
-      "name",        "address",     "resolved_address", "labels",           "state",
-      "up",          "since",       "last_event",       "connects",         "connect_failures",
-      "disconnects", "rtt_seconds", "retransmits",      "heartbeat_seconds"};
+      "name",        "address",     "resolved_address", "labels",      "state",
+      "up",          "since",       "last_event",       "connects",    "connect_failures",
+      "disconnects", "icmp_errors", "rtt_seconds",      "retransmits", "heartbeat_seconds"};
   for (const Json& t : targets) {
     EXPECT_EQ(t.size(), keys.size());
     for (const std::string& k : keys) EXPECT_TRUE(t.contains(k)) << k;
@@ -557,6 +563,7 @@ TEST_F(HttpServerTest, EventsNewestFirst) {
   EXPECT_EQ(d["resolved_address"], "10.0.0.5:6379");
   EXPECT_EQ(d["reason"], "peer_reset");
   EXPECT_EQ(d["errno"], "ECONNRESET");
+  EXPECT_EQ(d["detected_by"], "zero_send");
   EXPECT_EQ(d["connected_for_seconds"], 49.875);
   EXPECT_TRUE(d["connect_seconds"].is_null());
   EXPECT_EQ(d["tcp"], (Json{{"state", "CLOSE"},
@@ -575,6 +582,7 @@ TEST_F(HttpServerTest, EventsNewestFirst) {
   EXPECT_TRUE(f["resolved_address"].is_null());
   EXPECT_TRUE(f["tcp"].is_null());
   EXPECT_TRUE(f["connected_for_seconds"].is_null());
+  EXPECT_TRUE(f["detected_by"].is_null());
 
   const Json& c = events[2];
   EXPECT_EQ(c["kind"], "connect");
@@ -592,6 +600,7 @@ TEST_F(HttpServerTest, EventsNewestFirst) {
                                    "resolved_address",
                                    "reason",
                                    "errno",
+                                   "detected_by",
                                    "connected_for_seconds",
                                    "connect_seconds",
                                    "tcp",

@@ -178,14 +178,114 @@ TEST(Reasons, ConnectAndDisconnectSets) {
   for (Reason r : {Reason::kPeerClosed, Reason::kPeerReset, Reason::kKeepaliveTimeout,
                    Reason::kUserTimeout, Reason::kHostUnreachable, Reason::kNetUnreachable,
                    Reason::kHeartbeatTimeout, Reason::kHeartbeatMismatch, Reason::kLocalError,
-                   Reason::kError}) {
+                   Reason::kError, Reason::kRefused}) {
     EXPECT_TRUE(IsDisconnectReason(r)) << ReasonName(r);
   }
-  EXPECT_FALSE(IsDisconnectReason(Reason::kRefused));
+  EXPECT_FALSE(IsDisconnectReason(Reason::kTimeout));
   EXPECT_FALSE(IsDisconnectReason(Reason::kDnsError));
   EXPECT_FALSE(IsConnectFailureReason(Reason::kPeerReset));
   EXPECT_EQ(ErrnoName(ECONNRESET), "ECONNRESET");
   EXPECT_EQ(ErrnoName(0), "");
+}
+
+// An ICMP port unreachable on an established connection (a firewall's REJECT
+// rule): stored, or with IP_RECVERR reported at once, as ECONNREFUSED.
+TEST(LivenessDisconnect, RefusedIsItsOwnReason) {
+  EXPECT_EQ(ReasonName(ClassifyDisconnectError(ECONNREFUSED, Sample(TCP_CLOSE), kNone)),
+            "refused");
+  Verdict v = ClassifyRecv(-1, ECONNREFUSED, Sample(TCP_CLOSE), kNone);
+  ASSERT_TRUE(v.dead());
+  EXPECT_EQ(v.reason, Reason::kRefused);
+}
+
+TEST(LivenessDisconnect, Icmpv6AdminProhibitedIsHostUnreachable) {
+  EXPECT_EQ(ClassifyDisconnectError(EACCES, Sample(TCP_CLOSE), kNone), Reason::kHostUnreachable);
+}
+
+// EPIPE: a write after the peer's FIN answered by RST (CLOSE), or our own
+// shutdown (FIN_WAIT*): only tcpi_state tells.
+TEST(LivenessDisconnect, EpipeIsPeerResetUnlessWeShutDown) {
+  EXPECT_EQ(ClassifyDisconnectError(EPIPE, Sample(TCP_CLOSE), kNone), Reason::kPeerReset);
+  EXPECT_EQ(ClassifyDisconnectError(EPIPE, kNone, kNone), Reason::kPeerReset);
+  for (uint8_t state : {TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_CLOSING}) {
+    EXPECT_EQ(ClassifyDisconnectError(EPIPE, Sample(state), kNone), Reason::kLocalError)
+        << "state " << int{state};
+  }
+}
+
+// IP_RECVERR: the kernel reports the ICMP error and keeps the connection.
+TEST(LivenessHeldError, IcmpErrorOnEstablishedIsSoft) {
+  for (int err : {EHOSTUNREACH, ENETUNREACH, ECONNREFUSED, EACCES, EHOSTDOWN}) {
+    Verdict v = ClassifyHeldError(err, Sample(TCP_ESTABLISHED), kNone);
+    EXPECT_TRUE(v.icmp()) << ErrnoName(err);
+    EXPECT_FALSE(v.dead()) << ErrnoName(err);
+    EXPECT_EQ(v.err, err);
+  }
+  EXPECT_EQ(ClassifyHeldError(EHOSTUNREACH, Sample(TCP_ESTABLISHED), kNone).reason,
+            Reason::kHostUnreachable);
+  EXPECT_EQ(ClassifyHeldError(ECONNREFUSED, Sample(TCP_ESTABLISHED), kNone).reason,
+            Reason::kRefused);
+  // The same errno once a timer closed the connection is its death.
+  Verdict dead = ClassifyHeldError(EHOSTUNREACH, Sample(TCP_CLOSE), kNone);
+  EXPECT_TRUE(dead.dead());
+  EXPECT_EQ(dead.reason, Reason::kHostUnreachable);
+  // Not an ICMP error: dead whatever the state says.
+  EXPECT_TRUE(ClassifyHeldError(ECONNRESET, Sample(TCP_ESTABLISHED), kNone).dead());
+  // Without TCP_INFO an ICMP errno cannot be called soft.
+  EXPECT_TRUE(ClassifyHeldError(EHOSTUNREACH, kNone, kNone).dead());
+}
+
+TEST(LivenessPeek, OneByteIsDataNotAVerdict) {
+  Verdict v = ClassifyPeek(1, 0, kNone, kNone);
+  EXPECT_EQ(v.kind, Verdict::Kind::kData);
+  EXPECT_FALSE(v.dead());
+  // A stale errno after the successful peek is ignored.
+  EXPECT_EQ(ClassifyPeek(1, ECONNRESET, kNone, kNone).kind, Verdict::Kind::kData);
+}
+
+TEST(LivenessPeek, EofEagainAndErrors) {
+  for (int stale : {0, EAGAIN, EINPROGRESS}) {
+    Verdict v = ClassifyPeek(0, stale, Sample(TCP_CLOSE_WAIT), kNone);
+    ASSERT_TRUE(v.dead());
+    EXPECT_EQ(v.reason, Reason::kPeerClosed);
+  }
+  EXPECT_EQ(ClassifyPeek(-1, EAGAIN, kNone, kNone).kind, Verdict::Kind::kAlive);
+  EXPECT_EQ(ClassifyPeek(-1, EINTR, kNone, kNone).kind, Verdict::Kind::kAlive);
+  EXPECT_EQ(ClassifyPeek(-1, ECONNRESET, Sample(TCP_CLOSE), kNone).reason, Reason::kPeerReset);
+  EXPECT_EQ(ClassifyPeek(-1, ETIMEDOUT, Sample(TCP_CLOSE, 0, 0, 2), kNone).reason,
+            Reason::kKeepaliveTimeout);
+}
+
+TEST(LivenessZeroSend, ZeroIsAliveWhateverErrnoSays) {
+  for (int stale : {0, EAGAIN, EINPROGRESS, ECONNRESET, EPIPE}) {
+    EXPECT_EQ(ClassifyZeroSend(0, stale, kNone, kNone).kind, Verdict::Kind::kAlive)
+        << "stale errno " << stale;
+  }
+}
+
+TEST(LivenessZeroSend, PendingErrorsAndShutdown) {
+  EXPECT_EQ(ClassifyZeroSend(-1, ECONNRESET, Sample(TCP_CLOSE), kNone).reason,
+            Reason::kPeerReset);
+  EXPECT_EQ(ClassifyZeroSend(-1, EPIPE, Sample(TCP_CLOSE), kNone).reason, Reason::kPeerReset);
+  EXPECT_EQ(ClassifyZeroSend(-1, EPIPE, Sample(TCP_FIN_WAIT2), kNone).reason,
+            Reason::kLocalError);
+  EXPECT_FALSE(ClassifyZeroSend(-1, EAGAIN, kNone, kNone).dead());
+}
+
+TEST(LivenessSoError, ZeroIsAliveAndSoftIcmpIsKept) {
+  EXPECT_EQ(ClassifySoError(0, kNone, kNone).kind, Verdict::Kind::kAlive);
+  EXPECT_TRUE(ClassifySoError(EHOSTUNREACH, Sample(TCP_ESTABLISHED), kNone).icmp());
+  EXPECT_EQ(ClassifySoError(ECONNRESET, Sample(TCP_CLOSE), kNone).reason, Reason::kPeerReset);
+}
+
+TEST(LivenessAnomaly, StatesAfterOurFinAreLocal) {
+  for (uint8_t state : {TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_CLOSING}) {
+    Verdict v = ClassifyAnomaly(Sample(state), 0, kNone);
+    ASSERT_TRUE(v.dead());
+    EXPECT_EQ(v.reason, Reason::kLocalError) << "state " << int{state};
+  }
+  EXPECT_EQ(ClassifyAnomaly(Sample(TCP_LAST_ACK), 0, kNone).reason, Reason::kPeerClosed);
+  EXPECT_EQ(ClassifyAnomaly(Sample(TCP_CLOSE), 0, kNone).reason, Reason::kError);
 }
 
 }  // namespace

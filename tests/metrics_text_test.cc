@@ -57,6 +57,7 @@ Snapshot RandomSnapshot(std::mt19937_64& rng, size_t targets) {
     for (size_t r = 0; r < kReasonCount; ++r) {
       if (chance(20)) t.connect_failures[r] = rng() >> pick(64);
       if (chance(20)) t.disconnects[r] = 1 + pick(1000);
+      if (chance(10)) t.icmp_errors[r] = 1 + pick(50);
     }
     t.retransmits_total = pick(10);
     t.has_rtt = chance(60);

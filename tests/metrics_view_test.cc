@@ -197,6 +197,7 @@ Snapshot MakeSnapshot() {
   redis.connect_failures[R(Reason::kRefused)] = 3;
   redis.disconnects[R(Reason::kPeerReset)] = 2;
   redis.disconnects[R(Reason::kKeepaliveTimeout)] = 1;
+  redis.icmp_errors[R(Reason::kHostUnreachable)] = 2;
   redis.retransmits_total = 17;
   redis.has_rtt = true;
   redis.rtt_seconds = 0.000421;
@@ -235,6 +236,11 @@ Snapshot MakeSnapshot() {
   s.connection_lifetime.buckets = {1, 0, 1, 1};
   s.connection_lifetime.count = 3;
   s.connection_lifetime.sum = 9000.5;
+  s.checks = 120;
+  s.probe_runs[static_cast<size_t>(Detector::kPeek)] = 120;
+  s.probe_runs[static_cast<size_t>(Detector::kRead)] = 7;
+  s.detections[static_cast<size_t>(Detector::kRead)][R(Reason::kPeerReset)] = 2;
+  s.detections[static_cast<size_t>(Detector::kTcpInfo)][R(Reason::kKeepaliveTimeout)] = 1;
   return s;
 }
 

@@ -2,7 +2,7 @@
 // loopback (port 0), driven by the in-process TestPeer. Every wait has a
 // deadline and every failure says what was expected and what was seen.
 
-#include "monitor/monitor.h"
+#include "monitor_fixture.h"
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -23,206 +23,11 @@
 namespace connwatch {
 namespace {
 
-using std::chrono::milliseconds;
-using testing::PeerMode;
-using testing::PeerOptions;
-using testing::TempDir;
-using testing::TestPeer;
-using testing::WaitFor;
-
-constexpr milliseconds kDeadline{5000};
-
-// A loopback UDP port nobody listens on: c-ares gets ECONNREFUSED at once, so
-// a name that is not in /etc/hosts fails fast and no query leaves the host.
-std::string ClosedUdpServer() {
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
-  socklen_t len = sizeof sin;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
-  close(fd);
-  return "127.0.0.1:" + std::to_string(ntohs(sin.sin_port));
-}
-
-// Fast defaults so tests finish quickly; the check interval is long so that
-// only event-driven detection can pass the tight deadlines.
-std::string Defaults(const std::string& extra = "") {
-  return "defaults:\n"
-         "  connect_timeout: 1s\n"
-         "  check_interval: 1m\n"
-         "  startup_jitter: 0s\n"
-         "  backoff: {initial: 50ms, max: 200ms}\n" +
-         extra;
-}
-
-std::string Target(const std::string& name, const std::string& address,
-                   const std::string& extra = "") {
-  return "  - name: " + name + "\n    address: \"" + address + "\"\n" + extra;
-}
-
-class MonitorTest : public ::testing::Test {
- protected:
-  void TearDown() override {
-    StopMonitor();
-    if (log_file_ != nullptr) std::fclose(log_file_);
-  }
-
-  void StartMonitor(const std::string& yaml) {
-    config_path_ = dir_.Write("connwatch.yaml", yaml);
-    if (log_to_file_) log_file_ = std::fopen((dir_.path() + "/daemon.log").c_str(), "w");
-    log_ = std::make_unique<EventLog>(log_file_, LogFormat::kLogfmt, LogLevel::kDebug);
-    monitor_ = std::make_unique<Monitor>(
-        Monitor::Options{config_path_, ClosedUdpServer(), 42}, log_.get());
-    std::vector<std::string> errors = monitor_->Start();
-    ASSERT_TRUE(errors.empty()) << errors.front();
-    thread_ = std::thread([this] { monitor_->Run(); });
-    ASSERT_TRUE(WaitFor([&] { return monitor_->Healthy(); }, kDeadline));
-  }
-
-  void StopMonitor() {
-    if (!monitor_) return;
-    monitor_->Stop();
-    thread_.join();
-    monitor_.reset();
-  }
-
-  // With log_to_file_ set before StartMonitor, the daemon's messages go to a
-  // file in dir_ (the ring keeps only target events).
-  bool LogContains(const std::string& needle) {
-    std::ifstream in(dir_.path() + "/daemon.log");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return text.find(needle) != std::string::npos;
-  }
-
-  void RewriteConfig(const std::string& yaml) { dir_.Write("connwatch.yaml", yaml); }
-
-  // The target's snapshot once `pred` holds; fails the test otherwise.
-  TargetSnapshot WaitForTarget(const std::string& name,
-                               const std::function<bool(const TargetSnapshot&)>& pred,
-                               const std::string& what, milliseconds timeout = kDeadline) {
-    TargetSnapshot last;
-    bool found = false;
-    bool ok = WaitFor(
-        [&] {
-          auto snap = monitor_->GetSnapshot();
-          if (!snap) return false;
-          for (const auto& t : snap->targets) {
-            if (t.config->name != name) continue;
-            found = true;
-            last = t;
-            return pred(t);
-          }
-          return false;
-        },
-        timeout);
-    EXPECT_TRUE(ok) << "target " << name << ": expected " << what << " within "
-                    << timeout.count() << "ms; saw "
-                    << (found ? "state=" + std::string(StateName(last.state)) +
-                                    " up=" + std::to_string(last.up) +
-                                    " connects=" + std::to_string(last.connects) +
-                                    " last_reason=" + std::string(ReasonName(last.last_reason))
-                              : std::string("no such target"))
-                    << "\nevents:\n" << RecentEvents();
-    return last;
-  }
-
-  TargetSnapshot WaitUp(const std::string& name) {
-    return WaitForTarget(name, [](const TargetSnapshot& t) { return t.up; }, "up");
-  }
-
-  // The first event (oldest first) of `kind` for `target` once it exists.
-  Event WaitForEvent(const std::string& target, const std::string& kind,
-                     milliseconds timeout = kDeadline, uint64_t after_seq = 0) {
-    Event found;
-    bool ok = WaitFor(
-        [&] {
-          auto events = log_->Recent();
-          for (auto it = events.rbegin(); it != events.rend(); ++it) {
-            if (it->target == target && it->kind == kind && it->seq > after_seq) {
-              found = *it;
-              return true;
-            }
-          }
-          return false;
-        },
-        timeout);
-    EXPECT_TRUE(ok) << "expected a " << kind << " event for " << target << " within "
-                    << timeout.count() << "ms; events:\n" << RecentEvents();
-    return found;
-  }
-
-  std::string RecentEvents() const {
-    std::string out;
-    auto events = log_->Recent(30);
-    for (auto it = events.rbegin(); it != events.rend(); ++it) out += log_->FormatEvent(*it) + "\n";
-    return out;
-  }
-
-  uint64_t LastSeq() const {
-    auto events = log_->Recent(1);
-    return events.empty() ? 0 : events.front().seq;
-  }
-
-  static std::string Addr(const TestPeer& peer) {
-    return "127.0.0.1:" + std::to_string(peer.port());
-  }
-
-  TempDir dir_;
-  std::string config_path_;
-  bool log_to_file_ = false;
-  FILE* log_file_ = nullptr;
-  std::unique_ptr<EventLog> log_;
-  std::unique_ptr<Monitor> monitor_;
-  std::thread thread_;
-};
-
-// A loopback listener whose accept queue is full: it drops every SYN, so a
-// connect to it never completes and only our connect_timeout ends it.
-class SynDroppingListener {
- public:
-  SynDroppingListener() {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok_ = bind(listen_fd_, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0 &&
-          listen(listen_fd_, 0) == 0;
-    socklen_t len = sizeof sin;
-    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&sin), &len);
-    port_ = ntohs(sin.sin_port);
-    // Backlog 0 admits one; two fill it.
-    for (int i = 0; i < 2; ++i) {
-      int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-      connect(c, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
-      fillers_.push_back(c);
-    }
-  }
-  ~SynDroppingListener() {
-    for (int c : fillers_) close(c);
-    close(listen_fd_);
-  }
-  bool ok() const { return ok_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
- private:
-  int listen_fd_ = -1;
-  int port_ = 0;
-  bool ok_ = false;
-  std::vector<int> fillers_;
-};
-
-std::unique_ptr<TestPeer> StartPeer(PeerOptions opts = {}) {
-  auto peer = std::make_unique<TestPeer>(opts);
-  std::string err = peer->Start();
-  EXPECT_EQ(err, "");
-  return peer;
-}
+using namespace connwatch::testing;  // NOLINT: the fixture and its helpers
 
 TEST_F(MonitorTest, ConnectsHoldsAndReportsRtt) {
   auto peer = StartPeer();
-  StartMonitor(Defaults() + "targets:\n" + Target("a", Addr(*peer)));
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("a", Addr(*peer)));
   TargetSnapshot t = WaitUp("a");
   EXPECT_EQ(t.connects, 1u);
   EXPECT_EQ(t.state, TargetState::kUp);
@@ -238,7 +43,7 @@ TEST_F(MonitorTest, ConnectsHoldsAndReportsRtt) {
 
 TEST_F(MonitorTest, PeerFinIsPeerClosedDetectedByTheEventNotTheCheck) {
   auto peer = StartPeer();
-  StartMonitor(Defaults() + "targets:\n" + Target("a", Addr(*peer)));
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("a", Addr(*peer)));
   WaitUp("a");
   ASSERT_TRUE(peer->WaitForOpenConnections(1, kDeadline));
   const auto closed_at = std::chrono::steady_clock::now();
@@ -257,7 +62,7 @@ TEST_F(MonitorTest, PeerFinIsPeerClosedDetectedByTheEventNotTheCheck) {
 
 TEST_F(MonitorTest, PeerRstIsPeerResetWithErrno) {
   auto peer = StartPeer();
-  StartMonitor(Defaults() + "targets:\n" + Target("a", Addr(*peer)));
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("a", Addr(*peer)));
   WaitUp("a");
   ASSERT_TRUE(peer->WaitForOpenConnections(1, kDeadline));
   peer->ResetAll();
@@ -273,7 +78,7 @@ TEST_F(MonitorTest, PeerRstIsPeerResetWithErrno) {
 
 TEST_F(MonitorTest, FinHiddenBehindUnreadDataIsPeerClosed) {
   auto peer = StartPeer();
-  StartMonitor(Defaults() + "targets:\n" + Target("a", Addr(*peer)));
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("a", Addr(*peer)));
   WaitUp("a");
   ASSERT_TRUE(peer->WaitForOpenConnections(1, kDeadline));
   peer->SendThenCloseAll(std::string(200000, 'x'));
@@ -285,7 +90,7 @@ TEST_F(MonitorTest, ClosedPortIsRefusedAndBacksOff) {
   auto peer = StartPeer();
   const std::string addr = Addr(*peer);
   peer->StopListening();
-  StartMonitor(Defaults() + "targets:\n" + Target("a", addr));
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("a", addr));
   TargetSnapshot t = WaitForTarget(
       "a",
       [](const TargetSnapshot& s) {
@@ -304,7 +109,7 @@ TEST_F(MonitorTest, SilentSynIsConnectTimeout) {
   SynDroppingListener silent;
   ASSERT_TRUE(silent.ok());
   StartMonitor(Defaults() + "targets:\n" +
-               Target("a", silent.address(), "    connect_timeout: 300ms\n"));
+               TargetYaml("a", silent.address(), "    connect_timeout: 300ms\n"));
   Event e = WaitForEvent("a", "connect_failure", milliseconds(3000));
   EXPECT_EQ(ReasonName(e.reason), "timeout");
   StopMonitor();
@@ -315,7 +120,7 @@ TEST_F(MonitorTest, HeartbeatAnsweredKeepsTargetUp) {
   peer->SetMode(PeerMode::kEcho);
   peer->SetHeartbeat("PING\n", "+PONG\n");
   StartMonitor(Defaults() + "targets:\n" +
-               Target("a", Addr(*peer),
+               TargetYaml("a", Addr(*peer),
                       "    heartbeat: {send: \"PING\\n\", expect: \"^\\\\+PONG\", interval: 100ms, "
                       "timeout: 80ms, fall: 1}\n"));
   WaitForTarget("a", [](const TargetSnapshot& s) { return s.up && s.has_heartbeat; },
@@ -331,7 +136,7 @@ TEST_F(MonitorTest, HeartbeatUnansweredIsHeartbeatTimeoutAfterFall) {
   auto peer = StartPeer();
   peer->SetMode(PeerMode::kSilent);
   StartMonitor(Defaults() + "targets:\n" +
-               Target("a", Addr(*peer),
+               TargetYaml("a", Addr(*peer),
                       "    heartbeat: {send: \"PING\\n\", expect: \"PONG\", interval: 100ms, "
                       "timeout: 50ms, fall: 2}\n"));
   Event e = WaitForEvent("a", "disconnect", milliseconds(3000));
@@ -353,7 +158,7 @@ TEST_F(MonitorTest, HeartbeatWrongReplyIsHeartbeatMismatch) {
   peer->SetMode(PeerMode::kEcho);
   peer->SetHeartbeat("PING\n", "-ERR nope\n");
   StartMonitor(Defaults() + "targets:\n" +
-               Target("a", Addr(*peer),
+               TargetYaml("a", Addr(*peer),
                       "    heartbeat: {send: \"PING\\n\", expect: \"^\\\\+PONG\", interval: 200ms, "
                       "timeout: 100ms, fall: 1}\n"));
   Event e = WaitForEvent("a", "disconnect", milliseconds(3000));
@@ -370,8 +175,8 @@ long ResidentKb() {
 TEST_F(MonitorTest, FloodingPeerIsDrainedWithoutGrowingOrStarvingOthers) {
   auto flood = StartPeer();
   auto other = StartPeer();
-  StartMonitor(Defaults() + "targets:\n" + Target("flood", Addr(*flood)) +
-               Target("other", Addr(*other)));
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("flood", Addr(*flood)) +
+               TargetYaml("other", Addr(*other)));
   WaitUp("flood");
   WaitUp("other");
   ASSERT_TRUE(flood->WaitForOpenConnections(1, kDeadline));
@@ -399,7 +204,7 @@ TEST_F(MonitorTest, Ipv6TargetOnLoopback) {
   std::string err = peer->Start();
   if (!err.empty()) GTEST_SKIP() << "cannot bind [::1] on this host: " << err;
   const std::string addr = "[::1]:" + std::to_string(peer->port());
-  StartMonitor(Defaults() + "targets:\n" + Target("v6", addr));
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("v6", addr));
   TargetSnapshot t = WaitUp("v6");
   EXPECT_EQ(t.resolved_address, addr);
   peer->ResetAll();
@@ -410,9 +215,9 @@ TEST_F(MonitorTest, Ipv6TargetOnLoopback) {
 TEST_F(MonitorTest, NameFromHostsFileResolvesAndUnknownNameIsDnsError) {
   auto peer = StartPeer();
   StartMonitor(Defaults() + "targets:\n" +
-               Target("byname", "localhost:" + std::to_string(peer->port()),
+               TargetYaml("byname", "localhost:" + std::to_string(peer->port()),
                       "    address_family: ip4\n") +
-               Target("nxdomain", "no-such-host.connwatch.invalid:80"));
+               TargetYaml("nxdomain", "no-such-host.connwatch.invalid:80"));
   TargetSnapshot t = WaitUp("byname");
   EXPECT_EQ(t.resolved_address, Addr(*peer));
   TargetSnapshot bad = WaitForTarget(
@@ -430,15 +235,15 @@ TEST_F(MonitorTest, ReloadKeepsUnchangedTargetsConnection) {
   auto p1 = StartPeer();
   auto p2 = StartPeer();
   auto p3 = StartPeer();
-  StartMonitor(Defaults() + "targets:\n" + Target("keep", Addr(*p1)) +
-               Target("change", Addr(*p2)) + Target("remove", Addr(*p3)));
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("keep", Addr(*p1)) +
+               TargetYaml("change", Addr(*p2)) + TargetYaml("remove", Addr(*p3)));
   WaitUp("keep");
   WaitUp("change");
   WaitUp("remove");
   // "change" gets a label; "remove" goes; "new" arrives.
-  RewriteConfig(Defaults() + "targets:\n" + Target("keep", Addr(*p1)) +
-                Target("change", Addr(*p2), "    labels: {team: storage}\n") +
-                Target("new", Addr(*p3)));
+  RewriteConfig(Defaults() + "targets:\n" + TargetYaml("keep", Addr(*p1)) +
+                TargetYaml("change", Addr(*p2), "    labels: {team: storage}\n") +
+                TargetYaml("new", Addr(*p3)));
   std::vector<std::string> errors = monitor_->Reload();
   ASSERT_TRUE(errors.empty()) << errors.front();
   TargetSnapshot changed = WaitForTarget(
@@ -466,11 +271,11 @@ TEST_F(MonitorTest, LastChangeOfANeverUpTargetIsWhenItWasConfigured) {
   auto closed = StartPeer();
   const std::string refused = Addr(*closed);
   closed->StopListening();
-  StartMonitor(Defaults() + "targets:\n" + Target("up", Addr(*peer)));
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("up", Addr(*peer)));
   const TargetSnapshot up = WaitUp("up");
   const double before_reload = UnixNow();
   ASSERT_GT(before_reload, up.last_change_unix);
-  RewriteConfig(Defaults() + "targets:\n" + Target("up", Addr(*peer)) + Target("never", refused));
+  RewriteConfig(Defaults() + "targets:\n" + TargetYaml("up", Addr(*peer)) + TargetYaml("never", refused));
   std::vector<std::string> errors = monitor_->Reload();
   ASSERT_TRUE(errors.empty()) << errors.front();
   const TargetSnapshot never = WaitForTarget(
@@ -490,14 +295,14 @@ TEST_F(MonitorTest, LastChangeOfANeverUpTargetIsWhenItWasConfigured) {
 TEST_F(MonitorTest, ReloadMatchesTargetsByNameInAnyOrder) {
   auto peer = StartPeer();
   std::string all;
-  for (const char* n : {"a", "b", "c", "d", "e"}) all += Target(n, Addr(*peer));
+  for (const char* n : {"a", "b", "c", "d", "e"}) all += TargetYaml(n, Addr(*peer));
   StartMonitor(Defaults() + "targets:\n" + all);
   for (const char* n : {"a", "b", "c", "d", "e"}) WaitUp(n);
   ASSERT_TRUE(peer->WaitForOpenConnections(5, kDeadline));
   // New order: e, new1, c (changed), a, d; b is removed.
-  RewriteConfig(Defaults() + "targets:\n" + Target("e", Addr(*peer)) + Target("new1", Addr(*peer)) +
-                Target("c", Addr(*peer), "    labels: {moved: \"yes\"}\n") + Target("a", Addr(*peer)) +
-                Target("d", Addr(*peer)));
+  RewriteConfig(Defaults() + "targets:\n" + TargetYaml("e", Addr(*peer)) + TargetYaml("new1", Addr(*peer)) +
+                TargetYaml("c", Addr(*peer), "    labels: {moved: \"yes\"}\n") + TargetYaml("a", Addr(*peer)) +
+                TargetYaml("d", Addr(*peer)));
   std::vector<std::string> errors = monitor_->Reload();
   ASSERT_TRUE(errors.empty()) << errors.front();
   auto snap = monitor_->GetSnapshot();
@@ -523,7 +328,7 @@ TEST_F(MonitorTest, ReloadMatchesTargetsByNameInAnyOrder) {
 
 TEST_F(MonitorTest, BadReloadKeepsTheOldConfigRunning) {
   auto peer = StartPeer();
-  StartMonitor(Defaults() + "targets:\n" + Target("a", Addr(*peer)));
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("a", Addr(*peer)));
   WaitUp("a");
   auto before = monitor_->GetSnapshot();
   RewriteConfig("targets:\n  - address: \"127.0.0.1:0\"\n    bogus_key: 1\n");
@@ -564,7 +369,7 @@ std::string SlowBadConfig() {
 // parses now; the loop keeps answering and no iteration grows.
 TEST_F(MonitorTest, ReloadParsesOffTheLoop) {
   auto peer = StartPeer();
-  StartMonitor(Defaults() + "targets:\n" + Target("a", Addr(*peer)));
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("a", Addr(*peer)));
   WaitUp("a");
   RewriteConfig(SlowBadConfig());
   const uint64_t over_before = LoopIterationsOver(monitor_->GetSnapshot()->loop_busy, 0.05);
@@ -600,13 +405,13 @@ TEST_F(MonitorTest, ReloadParsesOffTheLoop) {
 // the file after them: every caller gets an answer and the last version wins.
 TEST_F(MonitorTest, ConcurrentReloadsEndOnTheLastConfig) {
   auto peer = StartPeer();
-  StartMonitor(Defaults() + "targets:\n" + Target("v0", Addr(*peer)));
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("v0", Addr(*peer)));
   WaitUp("v0");
   std::vector<std::future<std::vector<std::string>>> answers;
   for (int v = 1; v <= 20; ++v) {
     // Written whole (rename), as loads run meanwhile.
     const std::string tmp =
-        dir_.Write("next.yaml", Defaults() + "targets:\n" + Target("v" + std::to_string(v), Addr(*peer)));
+        dir_.Write("next.yaml", Defaults() + "targets:\n" + TargetYaml("v" + std::to_string(v), Addr(*peer)));
     std::filesystem::rename(tmp, config_path_);
     answers.push_back(std::async(std::launch::async, [&] { return monitor_->Reload(); }));
   }
@@ -627,7 +432,7 @@ TEST_F(MonitorTest, ConcurrentReloadsEndOnTheLastConfig) {
 TEST_F(MonitorTest, StopDuringAReloadAnswersTheCaller) {
   log_to_file_ = true;
   auto peer = StartPeer();
-  StartMonitor(Defaults() + "targets:\n" + Target("a", Addr(*peer)));
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("a", Addr(*peer)));
   WaitUp("a");
   RewriteConfig(SlowBadConfig());
   auto reload = std::async(std::launch::async, [&] { return monitor_->Reload(); });
@@ -645,7 +450,7 @@ TEST_F(MonitorTest, StopDuringAReloadAnswersTheCaller) {
 
 TEST_F(MonitorTest, StopClosesEveryConnection) {
   auto peer = StartPeer();
-  StartMonitor(Defaults() + "targets:\n" + Target("a", Addr(*peer)) + Target("b", Addr(*peer)));
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("a", Addr(*peer)) + TargetYaml("b", Addr(*peer)));
   WaitUp("a");
   WaitUp("b");
   ASSERT_TRUE(peer->WaitForOpenConnections(2, kDeadline));
@@ -667,7 +472,7 @@ TEST_F(MonitorTest, ConnectRateIsCappedAtStartUp) {
       "global: {max_connects_per_second: 200, max_connects_in_flight: 50}\n" +
       Defaults() + "targets:\n";
   constexpr int kTargets = 300;
-  for (int i = 0; i < kTargets; ++i) yaml += Target("t" + std::to_string(i), Addr(*peer));
+  for (int i = 0; i < kTargets; ++i) yaml += TargetYaml("t" + std::to_string(i), Addr(*peer));
   StartMonitor(yaml);
   ASSERT_TRUE(WaitFor(
       [&] {
@@ -702,7 +507,7 @@ TEST_F(MonitorTest, ConnectsInFlightAreCapped) {
   const std::string addr = silent.address();
   std::string yaml = "global: {max_connects_in_flight: 3}\n" + Defaults() + "targets:\n";
   for (int i = 0; i < 10; ++i) {
-    yaml += Target("t" + std::to_string(i), addr, "    connect_timeout: 300ms\n");
+    yaml += TargetYaml("t" + std::to_string(i), addr, "    connect_timeout: 300ms\n");
   }
   StartMonitor(yaml);
   ASSERT_TRUE(!HasFatalFailure());
@@ -736,7 +541,7 @@ namespace {
 TEST_F(MonitorTest, PeriodicChecksAreCountedAndKeepAHealthyTargetUp) {
   auto peer = StartPeer();
   StartMonitor(Defaults() + "targets:\n" +
-               Target("a", Addr(*peer), "    check_interval: 50ms\n    check_jitter: 10ms\n"));
+               TargetYaml("a", Addr(*peer), "    check_interval: 50ms\n    check_jitter: 10ms\n"));
   WaitUp("a");
   ASSERT_TRUE(WaitFor(
       [&] {
@@ -761,7 +566,7 @@ TEST_F(MonitorTest, SnapshotOfManyTargetsIsCompleteAndInOrder) {
   auto peer = StartPeer();
   constexpr int kTargets = 4500;
   std::string yaml = "global: {max_connects_per_second: 100000}\n" + Defaults() + "targets:\n";
-  for (int i = 0; i < kTargets; ++i) yaml += Target("t" + std::to_string(i), Addr(*peer));
+  for (int i = 0; i < kTargets; ++i) yaml += TargetYaml("t" + std::to_string(i), Addr(*peer));
   StartMonitor(yaml);
   std::shared_ptr<const Snapshot> snap;
   ASSERT_TRUE(WaitFor(

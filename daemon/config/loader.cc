@@ -71,17 +71,18 @@ constexpr std::string_view kReservedLabels[] = {"target", "address"};
 constexpr std::string_view kMainKeys[] = {"global", "defaults", "targets", "include"};
 constexpr std::string_view kGlobalKeys[] = {"max_connects_in_flight", "max_connects_per_second"};
 constexpr std::string_view kIncludedKeys[] = {"targets"};
-constexpr std::string_view kSettingKeys[] = {"connect_timeout", "check_interval", "keepalive",
-                                             "user_timeout",    "backoff",        "address_family",
-                                             "source_address",  "startup_jitter", "check_jitter",
-                                             "heartbeat"};
+constexpr std::string_view kSettingKeys[] = {
+    "connect_timeout", "check_interval", "keepalive",    "user_timeout", "backoff",
+    "address_family",  "source_address", "startup_jitter", "check_jitter", "heartbeat",
+    "probes",          "report_icmp"};
 constexpr std::string_view kTargetKeys[] = {
-    "name",         "address", "labels",         "connect_timeout", "check_interval", "keepalive",
-    "user_timeout", "backoff", "address_family", "source_address",  "startup_jitter", "check_jitter",
-    "heartbeat"};
+    "name",           "address",        "labels",         "connect_timeout", "check_interval",
+    "keepalive",      "user_timeout",   "backoff",        "address_family",  "source_address",
+    "startup_jitter", "check_jitter",   "heartbeat",      "probes",          "report_icmp"};
 constexpr std::string_view kKeepaliveKeys[] = {"idle", "interval", "count"};
 constexpr std::string_view kBackoffKeys[] = {"initial", "max"};
 constexpr std::string_view kHeartbeatKeys[] = {"send", "expect", "interval", "timeout", "fall"};
+constexpr std::string_view kProbeWords[] = {"peek", "zero_send", "tcp_info", "so_error"};
 
 // ---------------------------------------------------------------------------
 // The document tree.
@@ -310,19 +311,27 @@ bool Contains(const std::string_view (&keys)[N], std::string_view key) {
   return std::find(std::begin(keys), std::end(keys), key) != std::end(keys);
 }
 
-// `unknown key "conect_timeout" (did you mean "connect_timeout"?)`.
+// The word of `known` closest to `word` when it looks like a misspelling of
+// it, else "".
 template <size_t N>
-std::string UnknownKeyMessage(std::string_view key, const std::string_view (&known)[N]) {
-  std::string message = "unknown key " + Quote(key);
+std::string_view ClosestWord(std::string_view word, const std::string_view (&known)[N]) {
   std::string_view best;
   size_t best_distance = 3;  // suggest only close misspellings.
   for (std::string_view candidate : known) {
-    size_t d = EditDistance(key, candidate);
-    if (d < best_distance && d < std::max<size_t>(key.size(), 2) / 2 + 1) {
+    size_t d = EditDistance(word, candidate);
+    if (d < best_distance && d < std::max<size_t>(word.size(), 2) / 2 + 1) {
       best = candidate;
       best_distance = d;
     }
   }
+  return best;
+}
+
+// `unknown key "conect_timeout" (did you mean "connect_timeout"?)`.
+template <size_t N>
+std::string UnknownKeyMessage(std::string_view key, const std::string_view (&known)[N]) {
+  std::string message = "unknown key " + Quote(key);
+  std::string_view best = ClosestWord(key, known);
   if (!best.empty()) message += " (did you mean " + Quote(best) + "?)";
   if (key == "<<") message += ": merge keys are not supported; put shared settings in \"defaults\"";
   return message;
@@ -726,6 +735,8 @@ struct Settings {
   Field<Millis> heartbeat_interval;
   Field<Millis> heartbeat_timeout;
   Field<int> heartbeat_fall;
+  Field<ProbeList> probes;
+  Field<bool> report_icmp;
 };
 
 // The value a target gets: its own, else the default's, else `builtin`.
@@ -774,6 +785,9 @@ void ApplySettings(const Settings& own, const Settings& d, TargetConfig* target)
       Resolve(own.startup_jitter, &d.startup_jitter, builtin.startup_jitter).value;
   target->check_jitter =
       Resolve(own.check_jitter, &d.check_jitter, Millis(target->check_interval.count() / 10)).value;
+
+  target->probes = Resolve(own.probes, &d.probes, builtin.probes).value;
+  target->report_icmp = Resolve(own.report_icmp, &d.report_icmp, builtin.report_icmp).value;
 
   Settings::Heartbeat mode = own.heartbeat;
   if (mode == Settings::Heartbeat::kInherit) mode = d.heartbeat;
@@ -850,6 +864,9 @@ class Loader {
                     Settings* s);
   void ParseHeartbeat(const SourceFile& f, const YamlNode* node, const std::string& path,
                       Settings* s);
+  std::optional<ProbeList> Probes(const SourceFile& f, const YamlNode* node,
+                                  const std::string& path);
+  std::optional<bool> Boolean(const SourceFile& f, const YamlNode* node, const std::string& path);
   // Checks between keys, for defaults (inherited == nullptr) or a target.
   void CheckCombinations(const SourceFile& f, const Settings& own, const Settings* inherited,
                          const std::string& path);
@@ -1176,10 +1193,74 @@ bool Loader::ParseSetting(const SourceFile& f, std::string_view key, const YamlN
     s->check_jitter = {Duration(f, value, path), value};
   } else if (key == "heartbeat") {
     ParseHeartbeat(f, value, path, s);
+  } else if (key == "probes") {
+    s->probes = {Probes(f, value, path), value};
+  } else if (key == "report_icmp") {
+    s->report_icmp = {Boolean(f, value, path), value};
   } else {
     return false;
   }
   return true;
+}
+
+std::optional<bool> Loader::Boolean(const SourceFile& f, const YamlNode* node,
+                                    const std::string& path) {
+  if (!Scalar(f, node, path, "true or false")) return std::nullopt;
+  const std::string& v = node->value;
+  if (node->plain && (v == "true" || v == "True" || v == "TRUE")) return true;
+  if (node->plain && (v == "false" || v == "False" || v == "FALSE")) return false;
+  Error(f, node, path, "expected true or false, got " + Quote(v));
+  return std::nullopt;
+}
+
+std::optional<ProbeList> Loader::Probes(const SourceFile& f, const YamlNode* node,
+                                        const std::string& path) {
+  const char* const kWhich = "peek, zero_send, tcp_info, so_error";
+  if (node->kind != YamlNode::Kind::kSequence) {
+    Error(f, node, path,
+          std::string("expected a list of probes (some of ") + kWhich + ", in the order to run " +
+              "them), got " + Describe(node));
+    return std::nullopt;
+  }
+  if (node->children.empty()) {
+    Error(f, node, path,
+          std::string("must name at least one probe (") + kWhich +
+              "); the default is [peek, zero_send, tcp_info]");
+    return std::nullopt;
+  }
+  ProbeList list;
+  bool ok = true;
+  std::vector<const YamlNode*> seen(kProbeCount, nullptr);
+  for (size_t i = 0; i < node->children.size(); ++i) {
+    const YamlNode* item = node->children[i];
+    const std::string p = Index(path, i);
+    if (!Scalar(f, item, p, "a probe name")) {
+      ok = false;
+      continue;
+    }
+    Probe probe;
+    if (!ParseProbe(item->value, &probe)) {
+      std::string message = "unknown probe " + Quote(item->value);
+      std::string_view best = ClosestWord(item->value, kProbeWords);
+      if (!best.empty()) message += " (did you mean " + Quote(best) + "?)";
+      message += std::string("; the probes are ") + kWhich;
+      Error(f, item, p, message);
+      ok = false;
+      continue;
+    }
+    const YamlNode*& first = seen[static_cast<size_t>(probe)];
+    if (first != nullptr) {
+      Error(f, item, p,
+            "duplicate probe " + Quote(item->value) + " (first at " + std::to_string(first->line) +
+                ":" + std::to_string(first->column) + ")");
+      ok = false;
+      continue;
+    }
+    first = item;
+    list.Add(probe);
+  }
+  if (!ok) return std::nullopt;
+  return list;
 }
 
 void Loader::CheckCombinations(const SourceFile& f, const Settings& own, const Settings* inherited,

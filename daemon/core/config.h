@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/duration.h"
+#include "core/probe.h"
 
 namespace connwatch {
 
@@ -61,6 +62,12 @@ struct TargetConfig {
   // check_interval.
   Millis check_jitter{500};
   std::optional<HeartbeatConfig> heartbeat;
+  // Run in this order by every periodic check until one finds the connection
+  // dead (docs/PROBES.md).
+  ProbeList probes = ProbeList::Default();
+  // IP_RECVERR / IPV6_RECVERR: ICMP errors on the established connection are
+  // reported at once (event icmp_error) instead of only when a timer kills it.
+  bool report_icmp = false;
 
   // Two targets are equal when nothing that affects the connection or the
   // exported series differs; reload keeps the connection of equal targets.

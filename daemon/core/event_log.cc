@@ -89,6 +89,7 @@ std::vector<LogField> EventFields(const Event& e) {
   if (!e.resolved_address.empty()) f.emplace_back("resolved", e.resolved_address);
   if (e.has_reason) f.emplace_back("reason", ReasonName(e.reason));
   if (e.err != 0) f.emplace_back("errno", ErrnoName(e.err));
+  if (e.has_detected_by) f.emplace_back("detected_by", DetectorName(e.detected_by));
   if (e.connect_seconds >= 0) f.push_back(LogField::Seconds("connect_time", e.connect_seconds));
   if (e.connected_for >= 0) f.push_back(LogField::Seconds("connected_for", e.connected_for));
   if (e.tcp.valid) {

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/probe.h"
 #include "core/reason.h"
 #include "core/tcp_sample.h"
 
@@ -96,13 +97,17 @@ struct Event {
   uint64_t seq = 0;        // assigned by EventLog::Record, increasing from 1.
   double unix_time = 0;
   LogLevel level = LogLevel::kInfo;
-  std::string kind;        // "connect" | "connect_failure" | "disconnect" | "close"
+  // "connect" | "connect_failure" | "disconnect" | "heartbeat_failure" |
+  // "icmp_error" | "close"
+  std::string kind;
   std::string target;
   std::string address;           // as configured
   std::string resolved_address;  // may be empty
   bool has_reason = false;
   Reason reason = Reason::kError;
   int err = 0;                    // errno behind the reason, 0 if none
+  bool has_detected_by = false;   // disconnect and icmp_error: what saw it
+  Detector detected_by = Detector::kRead;
   double connected_for = -1;      // seconds, disconnect/close only
   double connect_seconds = -1;    // connect only: time to establish
   TcpSample tcp;                  // snapshot taken before close (disconnect), or at connect

@@ -35,7 +35,6 @@ bool IsConnectFailureReason(Reason reason) {
 
 bool IsDisconnectReason(Reason reason) {
   switch (reason) {
-    case Reason::kRefused:
     case Reason::kTimeout:
     case Reason::kDnsError:
     case Reason::kCount:

@@ -11,7 +11,8 @@ namespace connwatch {
 
 enum class Reason : uint8_t {
   // Connect failures (and, where marked, disconnects too).
-  kRefused,          // RST answered our SYN (ECONNREFUSED).
+  kRefused,          // RST answered our SYN (ECONNREFUSED); also a disconnect: an ICMP
+                     // port unreachable on the established connection (a REJECT rule).
   kTimeout,          // our connect_timeout expired, or ETIMEDOUT during connect.
   kHostUnreachable,  // EHOSTUNREACH (ICMP host/admin unreachable); also a disconnect.
   kNetUnreachable,   // ENETUNREACH; also a disconnect.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/probe.h"
 #include "core/reason.h"
 #include "core/tcp_sample.h"
 
@@ -27,10 +28,13 @@ struct TargetSnapshot {
   Reason last_reason = Reason::kError;  // meaningful unless kind is "connect".
   int last_errno = 0;
   double last_event_unix = 0;
+  bool has_last_detected_by = false;  // the last event is a disconnect
+  Detector last_detected_by = Detector::kRead;
 
   uint64_t connects = 0;
   std::array<uint64_t, kReasonCount> connect_failures{};  // by Reason index
   std::array<uint64_t, kReasonCount> disconnects{};       // by Reason index
+  std::array<uint64_t, kReasonCount> icmp_errors{};       // soft ICMP errors, by Reason index
   uint64_t retransmits_total = 0;  // summed over this target's connections.
   bool has_rtt = false;
   double rtt_seconds = 0;          // smoothed RTT of the current/last connection.
@@ -52,8 +56,11 @@ struct Snapshot {
   std::array<uint64_t, kStateCount> targets_by_state{};
   HistogramSnapshot connect_duration;     // seconds from connect() to established.
   HistogramSnapshot connection_lifetime;  // seconds a connection stayed up.
-  HistogramSnapshot loop_busy;
-  uint64_t checks = 0;                    // periodic checks made, all targets.            // seconds spent handling one loop iteration.
+  HistogramSnapshot loop_busy;           // seconds spent handling one loop iteration.
+  uint64_t checks = 0;                    // periodic checks made, all targets.
+  // Probes run and deaths first seen, by Detector (and Reason).
+  std::array<uint64_t, kDetectorCount> probe_runs{};
+  std::array<std::array<uint64_t, kReasonCount>, kDetectorCount> detections{};
   bool config_loaded = false;
   bool last_reload_successful = false;
   double last_reload_success_unix = 0;

@@ -55,6 +55,8 @@ Monitor::Monitor(Options options, EventLog* log)
   ctx_.resolver = &resolver_;
   ctx_.admission = &admission_;
   ctx_.log = log_;
+  ctx_.now = MonoNow();
+  ctx_.event_reads = options_.event_reads;
   ctx_.rng.seed(options_.seed ? options_.seed : std::random_device{}());
   ev_async_init(&async_, &Monitor::AsyncCb);
   async_.data = this;
@@ -100,7 +102,10 @@ Monitor::~Monitor() {
 }
 
 void Monitor::CheckCb(struct ev_loop* /*loop*/, ev_check* w, int /*revents*/) {
-  static_cast<Monitor*>(w->data)->woke_at_ = MonoNow();
+  auto* self = static_cast<Monitor*>(w->data);
+  self->woke_at_ = MonoNow();
+  // The targets' clock for this iteration (monotonic, like libev's timers).
+  self->ctx_.now = self->woke_at_;
 }
 
 void Monitor::PrepareCb(struct ev_loop* /*loop*/, ev_prepare* w, int /*revents*/) {
@@ -116,6 +121,7 @@ std::vector<std::string> Monitor::Start() {
   std::vector<std::string> errors;
   for (const auto& e : result.errors) errors.push_back(e.ToString());
   if (!errors.empty()) return errors;
+  ctx_.now = MonoNow();  // loading took a while; the loop has not run yet
   Apply(*result.config, MatchTargets(nullptr, &*result.config));
   applied_ = std::make_shared<const Config>(std::move(*result.config));
   last_reload_ok_ = true;
@@ -418,6 +424,8 @@ void Monitor::ContinueSnapshot(const std::shared_ptr<SnapshotJob>& job) {
   snap.connection_lifetime = ctx_.connection_lifetime.Snapshot();
   snap.loop_busy = loop_busy_.Snapshot();
   snap.checks = ctx_.checks;
+  snap.probe_runs = ctx_.probe_runs;
+  snap.detections = ctx_.detections;
   snap.config_loaded = ready_.load();
   snap.last_reload_successful = last_reload_ok_;
   snap.last_reload_success_unix = last_reload_success_unix_;

@@ -31,6 +31,8 @@ class Monitor : public DaemonControl {
     std::string config_path;
     std::string dns_servers;  // overrides resolv.conf when set
     uint64_t seed = 0;        // 0: random
+    // Bench-only: leave held sockets out of EV_READ (LoopContext::event_reads).
+    bool event_reads = true;
   };
 
   Monitor(Options options, EventLog* log);

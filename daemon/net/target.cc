@@ -13,6 +13,8 @@
 
 #include "core/backoff.h"
 #include "core/clock.h"
+#include "net/probes.h"
+#include "net/socket_ops.h"
 #include "net/tcp_info.h"
 
 namespace connwatch {
@@ -22,11 +24,6 @@ constexpr const char* kEventKinds[] = {"connect", "connect_failure", "disconnect
 enum : uint8_t { kKindConnect = 0, kKindConnectFailure = 1, kKindDisconnect = 2 };
 
 double Seconds(Millis d) { return static_cast<double>(d.count()) / 1000.0; }
-
-// Sets an int socket option; returns 0 or the errno.
-int SetIntOption(int fd, int level, int name, int value) {
-  return setsockopt(fd, level, name, &value, sizeof value) == 0 ? 0 : errno;
-}
 }  // namespace
 
 
@@ -70,12 +67,11 @@ void Target::Transition(TargetEvent event) {
   state_ = next;
 }
 
-double Target::LoopNow() const { return ev_now(ctx_->loop); }
-
 void Target::ArmTimerAt(double deadline) {
   // NOTE: relative to the loop's cached time, so targets given the same
   // deadline land on the same instant of libev's timer heap and expire in
-  // one loop iteration (check batching depends on it).
+  // one loop iteration (check batching depends on it). libev's timers run on
+  // the monotonic clock, like LoopNow().
   double delay = deadline - LoopNow();
   ev_timer_stop(ctx_->loop, &timer_);
   ev_timer_set(&timer_, delay > 0 ? delay : 0., 0.);
@@ -87,16 +83,17 @@ void Target::Start() {
   ArmTimerAt(LoopNow() + jitter);
 }
 
-void Target::IoCb(struct ev_loop* /*loop*/, ev_io* w, int /*revents*/) {
+void Target::IoCb(struct ev_loop* /*loop*/, ev_io* w, int revents) {
   auto* self = static_cast<Target*>(w->data);
   switch (self->state_) {
     case TargetState::kConnecting:
       self->OnConnectWritable();
       break;
     case TargetState::kUp:
-      if (self->ReadAvailable()) {
-        // A heartbeat reply may have arrived: nothing else to do until the timer.
-      }
+      // NOTE: libev maps ERR and HUP onto both EV_READ and EV_WRITE; with
+      // event reads on, the read sees them first.
+      if ((revents & EV_READ) && self->ctx_->event_reads && !self->ReadAvailable()) break;
+      if ((revents & EV_WRITE) && self->heartbeat_unsent_ > 0) self->FlushHeartbeat();
       break;
     default:
       // NOTE: an I/O watcher is only active while connecting or up.
@@ -119,15 +116,15 @@ void Target::TimerCb(struct ev_loop* /*loop*/, ev_timer* w, int /*revents*/) {
     case TargetState::kUp: {
       const double now = self->LoopNow();
       constexpr double kSlack = 0.0005;  // timers may fire a hair early
-      if (self->heartbeat_ && self->heartbeat_->outstanding &&
-          now + kSlack >= self->heartbeat_->deadline) {
-        if (!self->HeartbeatDeadlinePassed()) return;
+      auto* hb = self->heartbeat_.get();
+      if (hb && hb->waiting() && now + kSlack >= hb->deadline()) {
+        if (!self->HeartbeatFailed(hb->OnDeadline())) return;
       }
       if (now + kSlack >= self->next_check_) {
         if (!self->Check()) return;
         self->next_check_ = self->NextCheckAfter(now);
       }
-      if (self->heartbeat_ && now + kSlack >= self->heartbeat_->next_send) {
+      if (hb && now + kSlack >= self->heartbeat_next_send_) {
         if (!self->SendHeartbeat(now)) return;
       }
       self->ArmUpTimer();
@@ -177,6 +174,7 @@ void Target::OnResolved(const std::string& status, std::vector<ResolvedAddress> 
     last_reason_ = Reason::kDnsError;
     last_errno_ = 0;
     last_event_unix_ = e.unix_time;
+    has_last_detected_by_ = false;
     ctx_->log->Record(std::move(e));
     Transition(TargetEvent::kResolveFailed);
     ScheduleBackoff();
@@ -214,6 +212,7 @@ void Target::BeginConnect() {
   if (!err) err = SetIntOption(fd_, IPPROTO_TCP, TCP_KEEPINTVL, static_cast<int>(ka.interval.count() / 1000));
   if (!err) err = SetIntOption(fd_, IPPROTO_TCP, TCP_KEEPCNT, ka.count);
   if (!err) err = SetIntOption(fd_, IPPROTO_TCP, TCP_USER_TIMEOUT, static_cast<int>(config_->user_timeout.count()));
+  if (!err && config_->report_icmp) err = EnableIcmpReports(fd_, family);
   if (err) {
     ConnectFailed(Reason::kLocalError, err, "setsockopt failed");
     return;
@@ -261,39 +260,25 @@ void Target::OnConnectWritable() {
   OnConnected();
 }
 
-namespace {
-// NOTE: a connect to a loopback port nobody listens on, from an ephemeral
-// port equal to it, "succeeds" as a TCP simultaneous open with itself. Seen
-// with targets on 127.0.0.1 whose port lies in ip_local_port_range.
-bool IsSelfConnect(int fd, const ResolvedAddress& remote) {
-  bool loopback = false;
-  if (remote.addr.ss_family == AF_INET) {
-    const auto* sin = reinterpret_cast<const sockaddr_in*>(&remote.addr);
-    loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
-  } else if (remote.addr.ss_family == AF_INET6) {
-    loopback = IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<const sockaddr_in6*>(&remote.addr)->sin6_addr);
-  }
-  if (!loopback) return false;
-  sockaddr_storage local{};
-  socklen_t len = sizeof local;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) return false;
-  return len == remote.len && std::memcmp(&local, &remote.addr, len) == 0;
-}
-}  // namespace
-
 void Target::OnConnected() {
-  if (IsSelfConnect(fd_, address_)) {
+  if (IsSelfConnected(fd_)) {
     ConnectFailed(Reason::kRefused, 0, "connected to itself: nothing listens on the port");
     return;
   }
   const double now = MonoNow();
   const double loop_now = LoopNow();
   ev_io_stop(ctx_->loop, &io_);
-  ev_io_set(&io_, fd_, EV_READ);
-  ev_io_start(ctx_->loop, &io_);
+  watching_write_ = false;
+  if (ctx_->event_reads) {
+    ev_io_set(&io_, fd_, EV_READ);
+    ev_io_start(ctx_->loop, &io_);
+  } else {
+    ev_io_set(&io_, fd_, 0);
+  }
   Transition(TargetEvent::kConnected);
   last_sample_ = ReadTcpInfo(fd_);
   has_rtt_ = last_sample_.valid;
+  has_icmp_ = false;
   up_ = true;
   up_since_ = now;
   ++connects_;
@@ -308,16 +293,17 @@ void Target::OnConnected() {
   last_event_kind_ = kKindConnect;
   last_errno_ = 0;
   last_event_unix_ = e.unix_time;
+  has_last_detected_by_ = false;
   ctx_->log->Record(std::move(e));
 
   next_check_ = NextCheckAfter(loop_now);
   if (config_->heartbeat) {
-    if (!heartbeat_) heartbeat_ = std::make_unique<HeartbeatState>();
-    auto& hb = *heartbeat_;
-    hb.expect = ctx_->Regex(config_->heartbeat->expect);
-    hb.received.clear();
-    hb.outstanding = false;
-    hb.failures = 0;
+    if (!heartbeat_) {
+      heartbeat_ = std::make_unique<HeartbeatTracker>(&*config_->heartbeat,
+                                                      ctx_->Regex(config_->heartbeat->expect));
+    }
+    heartbeat_->Reset();
+    heartbeat_unsent_ = 0;
     if (!SendHeartbeat(loop_now)) {
       ReleaseSlot();
       return;
@@ -340,6 +326,7 @@ void Target::ConnectFailed(Reason reason, int err, std::string detail) {
   last_reason_ = reason;
   last_errno_ = err;
   last_event_unix_ = e.unix_time;
+  has_last_detected_by_ = false;
   ctx_->log->Record(std::move(e));
   Transition(TargetEvent::kConnectFailed);
   ScheduleBackoff();
@@ -353,19 +340,26 @@ void Target::ScheduleBackoff() {
 }
 
 bool Target::ReadAvailable() {
+  ++ctx_->probe_runs[static_cast<size_t>(Detector::kRead)];
   char* buf = ctx_->drain_buffer.data();
   for (int i = 0; i < LoopContext::kMaxReadsPerWakeup; ++i) {
     ssize_t n = recv(fd_, buf, LoopContext::kDrainChunk, MSG_DONTWAIT);
     if (n > 0) {
-      if (heartbeat_) OnHeartbeatBytes(buf, static_cast<size_t>(n), MonoNow());
+      if (heartbeat_) heartbeat_->OnBytes(std::string_view(buf, static_cast<size_t>(n)), MonoNow());
       continue;
     }
     const int err = n < 0 ? errno : 0;
     if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)) return true;
-    // End of file or an error: the connection is over. Read TCP_INFO before close.
-    TcpSample at_death = ReadTcpInfo(fd_);
-    Verdict verdict = ClassifyRecv(n, err, at_death, last_sample_);
-    Die(verdict, at_death, "");
+    // End of file or an error. Read TCP_INFO before close: the evidence for
+    // the reason and the snapshot logged with the event.
+    TcpSample now = ReadTcpInfo(fd_);
+    Verdict verdict = ClassifyRecv(n, err, now, last_sample_);
+    if (verdict.icmp()) {
+      // IP_RECVERR: the kernel keeps the connection; read on.
+      OnIcmpError(verdict, Detector::kRead);
+      continue;
+    }
+    Die(verdict, now, Detector::kRead, "");
     return false;
   }
   // Bounded: more data may be waiting; the level-triggered watcher wakes us
@@ -375,88 +369,114 @@ bool Target::ReadAvailable() {
 
 bool Target::Check() {
   ++ctx_->checks;
-  TcpSample s = ReadTcpInfo(fd_);
-  if (IsEstablished(s)) {
-    last_sample_ = s;
+  ProbeResult run = RunProbes(fd_, config_->probes, last_sample_, &ctx_->probe_runs);
+  if (run.fresh_sample) {
+    last_sample_ = run.sample;
     has_rtt_ = true;
-    return true;
+    // The peer acknowledged something after the ICMP error: the path works
+    // again, and a later timeout is not that error's doing.
+    if (has_icmp_ && run.sample.retransmits == 0 &&
+        static_cast<double>(run.sample.last_ack_recv_ms) / 1000.0 < LoopNow() - icmp_at_) {
+      has_icmp_ = false;
+    }
   }
-  // Anomaly path: find out what happened with the extra calls.
-  if (!ReadAvailable()) return false;
-  if (IsPeerClosed(s)) {
-    // NOTE: FIN hidden behind unread data (a flood, or reads still bounded).
-    Die(Verdict::Dead(Reason::kPeerClosed, 0), s, "CLOSE_WAIT with unread data");
-    return false;
+  if (run.icmp.icmp()) OnIcmpError(run.icmp, run.icmp_by);
+  if (!run.verdict.dead()) return true;
+  std::string detail;
+  if (run.sample.valid && !IsEstablished(run.sample)) {
+    detail = "periodic check saw tcp state " + std::to_string(run.sample.state);
+    if (IsPeerClosed(run.sample)) detail += " (CLOSE_WAIT: a FIN, possibly behind unread data)";
   }
-  int pending = 0;
-  socklen_t len = sizeof pending;
-  if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &pending, &len) != 0) pending = errno;
-  Verdict verdict = ClassifyAnomaly(s, pending, last_sample_);
-  if (!verdict.dead()) return true;
-  Die(verdict, s, "periodic check saw tcp state " + std::to_string(s.state));
+  Die(run.verdict, run.sample, run.by, std::move(detail));
   return false;
+}
+
+void Target::WatchWritable(bool on) {
+  if (on == watching_write_) return;
+  watching_write_ = on;
+  ev_io_stop(ctx_->loop, &io_);
+  const int events = (ctx_->event_reads ? EV_READ : 0) | (on ? EV_WRITE : 0);
+  ev_io_set(&io_, fd_, events);
+  if (events != 0) ev_io_start(ctx_->loop, &io_);
 }
 
 bool Target::SendHeartbeat(double now) {
-  auto& hb = *heartbeat_;
   const auto& cfg = *config_->heartbeat;
-  hb.next_send = now + Seconds(cfg.interval);
-  if (hb.outstanding) return true;  // the previous one is still within its timeout
-  hb.received.clear();
-  hb.outstanding = true;
-  hb.sent_at = MonoNow();  // for the round trip; deadlines use loop time
-  hb.deadline = now + Seconds(cfg.timeout);
-  ssize_t n = send(fd_, cfg.send.data(), cfg.send.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-  if (n >= 0) return true;
-  const int err = errno;
-  // A full send buffer is no verdict: the peer does not read, and the reply
-  // deadline (or TCP_USER_TIMEOUT) will tell.
-  if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return true;
-  TcpSample at_death = ReadTcpInfo(fd_);
-  Die(Verdict::Dead(ClassifyDisconnectError(err, at_death, last_sample_), err), at_death,
-      "heartbeat send failed");
-  return false;
+  heartbeat_next_send_ = now + Seconds(cfg.interval);
+  if (heartbeat_->waiting()) return true;  // the previous one is still within its timeout
+  ++ctx_->probe_runs[static_cast<size_t>(Detector::kHeartbeat)];
+  if (heartbeat_unsent_ > 0) {
+    // Appending a new request to the unsent rest of the last one would
+    // garble the stream: this one fails instead.
+    return HeartbeatFailed(heartbeat_->OnSendBlocked(heartbeat_unsent_));
+  }
+  // The round trip is timed on the clock itself, not the loop's cached time.
+  heartbeat_->OnSent(MonoNow());
+  heartbeat_unsent_ = cfg.send.size();
+  return FlushHeartbeat();
 }
 
-void Target::OnHeartbeatBytes(const char* data, size_t len, double now) {
-  auto& hb = *heartbeat_;
-  if (!hb.outstanding) return;  // unsolicited bytes are discarded
-  hb.received.append(data, len);
-  if (hb.received.size() > kHeartbeatBufferCap) {
-    hb.received.erase(0, hb.received.size() - kHeartbeatBufferCap);
+bool Target::FlushHeartbeat() {
+  const std::string& request = config_->heartbeat->send;
+  while (heartbeat_unsent_ > 0) {
+    const char* from = request.data() + (request.size() - heartbeat_unsent_);
+    ssize_t n = send(fd_, from, heartbeat_unsent_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      heartbeat_unsent_ -= static_cast<size_t>(n);
+      continue;
+    }
+    const int err = n < 0 ? errno : 0;
+    // A full send buffer is no verdict: the rest goes out when the socket is
+    // writable again, and the reply deadline (or TCP_USER_TIMEOUT) tells.
+    if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)) {
+      WatchWritable(true);
+      return true;
+    }
+    if (n == 0) break;  // cannot happen for a non-empty send; never spin on it
+    TcpSample now = ReadTcpInfo(fd_);
+    Verdict verdict = ClassifyHeldError(err, now, last_sample_);
+    if (verdict.icmp()) {
+      // IP_RECVERR: the send reported an ICMP error and the connection lives.
+      OnIcmpError(verdict, Detector::kHeartbeat);
+      continue;
+    }
+    Die(verdict, now, Detector::kHeartbeat, "heartbeat send failed");
+    return false;
   }
-  if (!hb.expect || !hb.expect->ok()) return;
-  if (RE2::PartialMatch(hb.received, *hb.expect)) {
-    hb.outstanding = false;
-    hb.failures = 0;
-    hb.has_rtt = true;
-    hb.last_rtt = now - hb.sent_at;
-    hb.received.clear();
-  }
+  WatchWritable(false);
+  return true;
 }
 
-bool Target::HeartbeatDeadlinePassed() {
-  auto& hb = *heartbeat_;
-  const auto& cfg = *config_->heartbeat;
-  hb.outstanding = false;
-  ++hb.failures;
-  const bool mismatch = !hb.received.empty();
-  const Reason reason = mismatch ? Reason::kHeartbeatMismatch : Reason::kHeartbeatTimeout;
-  std::string detail = mismatch ? "reply did not match expect within " + FormatDuration(cfg.timeout)
-                                : "no reply within " + FormatDuration(cfg.timeout);
-  detail += " (failure " + std::to_string(hb.failures) + "/" + std::to_string(cfg.fall) + ")";
-  hb.received.clear();
-  if (hb.failures < cfg.fall) {
+bool Target::HeartbeatFailed(const HeartbeatTracker::Failure& failure) {
+  if (!failure.fatal) {
     Event e = MakeEvent("heartbeat_failure", LogLevel::kWarn);
     e.has_reason = true;
-    e.reason = reason;
-    e.detail = std::move(detail);
+    e.reason = failure.reason;
+    e.detail = failure.detail;
     ctx_->log->Record(std::move(e));
     return true;
   }
   TcpSample at_death = ReadTcpInfo(fd_);
-  Die(Verdict::Dead(reason, 0), at_death, std::move(detail));
+  Die(Verdict::Dead(failure.reason, 0), at_death, Detector::kHeartbeat, failure.detail);
   return false;
+}
+
+void Target::OnIcmpError(const Verdict& icmp, Detector by) {
+  icmp_errors_[static_cast<size_t>(icmp.reason)]++;
+  // The first ICMP error of a run is a warning; the kernel reports one per
+  // retransmission after it, which go to the debug level (and the ring).
+  const bool first = !has_icmp_;
+  has_icmp_ = true;
+  icmp_ = icmp;
+  icmp_at_ = LoopNow();
+  Event e = MakeEvent("icmp_error", first ? LogLevel::kWarn : LogLevel::kDebug);
+  e.has_reason = true;
+  e.reason = icmp.reason;
+  e.err = icmp.err;
+  e.has_detected_by = true;
+  e.detected_by = by;
+  e.detail = "the connection is kept: the kernel retries until a timer gives up";
+  ctx_->log->Record(std::move(e));
 }
 
 double Target::NextCheckAfter(double now) {
@@ -472,17 +492,27 @@ double Target::NextCheckAfter(double now) {
 
 void Target::ArmUpTimer() {
   double next = next_check_;
-  if (heartbeat_) {
-    next = std::min(next, heartbeat_->next_send);
-    if (heartbeat_->outstanding) next = std::min(next, heartbeat_->deadline);
-  }
+  if (heartbeat_) next = std::min({next, heartbeat_next_send_, heartbeat_->deadline()});
   ArmTimerAt(next);
 }
 
-void Target::Die(const Verdict& verdict, const TcpSample& at_death, std::string detail) {
+void Target::Die(Verdict verdict, const TcpSample& at_death, Detector by, std::string detail) {
   const double now = MonoNow();
   const double lived = now - up_since_;
+  if (has_icmp_ && (verdict.reason == Reason::kKeepaliveTimeout ||
+                    verdict.reason == Reason::kUserTimeout)) {
+    // A timer ended a connection the kernel had reported ICMP errors for: the
+    // ICMP error is why (the kernel reports the stored error instead of
+    // ETIMEDOUT only when IP_RECVERR is off and no probe consumed it).
+    if (!detail.empty()) detail += "; ";
+    detail += std::string(ReasonName(verdict.reason)) + " after ICMP " +
+              std::string(ErrnoName(icmp_.err)) + " " + FormatSeconds(LoopNow() - icmp_at_) +
+              " before";
+    verdict.reason = icmp_.reason;
+  }
+  has_icmp_ = false;
   disconnects_[static_cast<size_t>(verdict.reason)]++;
+  ctx_->detections[static_cast<size_t>(by)][static_cast<size_t>(verdict.reason)]++;
   const TcpSample& last = at_death.valid ? at_death : last_sample_;
   retransmits_closed_ += last.total_retrans;
   if (at_death.valid && at_death.rtt_us > 0) last_sample_.rtt_us = at_death.rtt_us;
@@ -492,6 +522,8 @@ void Target::Die(const Verdict& verdict, const TcpSample& at_death, std::string 
   e.has_reason = true;
   e.reason = verdict.reason;
   e.err = verdict.err;
+  e.has_detected_by = true;
+  e.detected_by = by;
   e.connected_for = lived;
   e.tcp = last;
   e.detail = std::move(detail);
@@ -501,13 +533,15 @@ void Target::Die(const Verdict& verdict, const TcpSample& at_death, std::string 
   last_reason_ = verdict.reason;
   last_errno_ = verdict.err;
   last_event_unix_ = e.unix_time;
+  has_last_detected_by_ = true;
+  last_detected_by_ = by;
   ctx_->log->Record(std::move(e));
 
   // A peer that closed gracefully gets a graceful close; one judged dead is
   // abandoned with RST (SO_LINGER 0), skipping TIME_WAIT.
   CloseSocket(verdict.reason != Reason::kPeerClosed);
   up_ = false;
-  if (heartbeat_) heartbeat_->outstanding = false;
+  heartbeat_unsent_ = 0;
   Transition(TargetEvent::kDied);
   // A connection that held for a whole check interval resets the backoff; one
   // that dies at once keeps growing it, so a peer that accepts and drops is
@@ -540,6 +574,7 @@ void Target::Close(std::string_view why, bool log) {
 void Target::CloseSocket(bool reset) {
   if (fd_ < 0) return;
   ev_io_stop(ctx_->loop, &io_);
+  watching_write_ = false;
   if (reset) {
     struct linger lg {1, 0};
     setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -553,6 +588,7 @@ void Target::InheritCounters(const Target& old) {
   connects_ = old.connects_;
   connect_failures_ = old.connect_failures_;
   disconnects_ = old.disconnects_;
+  icmp_errors_ = old.icmp_errors_;
   retransmits_closed_ = old.retransmits_closed_;
 }
 
@@ -579,16 +615,19 @@ void Target::FillSnapshot(TargetSnapshot* out) const {
     out->last_reason = last_reason_;
     out->last_errno = last_errno_;
     out->last_event_unix = last_event_unix_;
+    out->has_last_detected_by = has_last_detected_by_;
+    out->last_detected_by = last_detected_by_;
   }
   out->connects = connects_;
   out->connect_failures = connect_failures_;
   out->disconnects = disconnects_;
+  out->icmp_errors = icmp_errors_;
   out->retransmits_total = retransmits_closed_ + (up_ ? last_sample_.total_retrans : 0);
   out->has_rtt = has_rtt_;
   out->rtt_seconds = last_sample_.rtt_us / 1e6;
-  if (heartbeat_ && heartbeat_->has_rtt) {
+  if (heartbeat_ && heartbeat_->has_rtt()) {
     out->has_heartbeat = true;
-    out->heartbeat_seconds = heartbeat_->last_rtt;
+    out->heartbeat_seconds = heartbeat_->last_rtt();
   }
 }
 

@@ -4,9 +4,14 @@
 //
 // Life: backoff -> resolving -> connecting -> up -> backoff ... Every
 // transition goes through target_state's NextState. While up, the socket is
-// watched for EV_READ (a FIN, RST or error wakes it within the loop's latency)
-// and one timer serves the periodic check and the heartbeat. What a wake-up
-// means is decided by liveness.h; this class only makes the system calls.
+// watched for EV_READ (a FIN, RST or error wakes it within the loop's latency;
+// EV_WRITE too while a heartbeat request waits for room in the send buffer)
+// and one timer serves the periodic check (the probes of net/probes.h) and
+// the heartbeat (core/heartbeat.h). What a wake-up means is decided by
+// core/liveness.h; this class only makes the system calls.
+//
+// Every deadline is on the monotonic clock (LoopContext::now): a step of the
+// system clock moves no check and no heartbeat.
 
 #include <ev.h>
 
@@ -21,8 +26,10 @@
 #include "net/admission.h"
 #include "core/config.h"
 #include "core/event_log.h"
+#include "core/heartbeat.h"
 #include "core/histogram.h"
 #include "core/liveness.h"
+#include "core/probe.h"
 #include "net/resolver.h"
 #include "core/snapshot.h"
 #include "core/target_state.h"
@@ -36,6 +43,15 @@ namespace connwatch {
 // What all targets share: the loop and its services. Owned by the Monitor.
 struct LoopContext {
   struct ev_loop* loop = nullptr;
+  // The loop's cached monotonic time (seconds), the time base of every target
+  // deadline: set by the Monitor when the loop wakes up (and before it first
+  // runs), like ev_now() but immune to steps of the system clock. Targets due
+  // at the same instant land on the same instant of libev's timer heap.
+  double now = 0;
+  // Bench-only (docs/PROBES.md): false leaves held sockets out of the loop's
+  // EV_READ set, so that only the periodic probes and heartbeats can see a
+  // death. Never off in production.
+  bool event_reads = true;
   Resolver* resolver = nullptr;
   Admission* admission = nullptr;
   EventLog* log = nullptr;
@@ -47,6 +63,9 @@ struct LoopContext {
       {1, 10, 60, 300, 900, 1800, 3600, 10800, 21600, 43200, 86400, 604800}};
   std::array<uint64_t, kStateCount> targets_by_state{};
   uint64_t checks = 0;  // periodic checks made
+  // connwatch_probes_total and connwatch_probe_detections_total.
+  std::array<uint64_t, kDetectorCount> probe_runs{};
+  std::array<std::array<uint64_t, kReasonCount>, kDetectorCount> detections{};
   // Target sockets open, and how many they may use: RLIMIT_NOFILE less a
   // reserve for the listener, HTTP clients, DNS and config reads, so running
   // out of descriptors costs targets (local_error), never the daemon itself.
@@ -76,7 +95,6 @@ class Target {
   void Close(std::string_view why, bool log);
   // Carries counters over from a target of the same name whose config changed.
   void InheritCounters(const Target& old);
-  // Swaps in an equal config (same values, new object) on reload.
 
   const TargetConfig& config() const { return *config_; }
   TargetState state() const { return state_; }
@@ -84,25 +102,12 @@ class Target {
   void FillSnapshot(TargetSnapshot* out) const;
 
  private:
-  struct HeartbeatState {
-    std::shared_ptr<const re2::RE2> expect;
-    std::string received;      // bytes since the last send, capped.
-    bool outstanding = false;  // a request was sent and no reply matched yet.
-    double sent_at = 0;        // monotonic (MonoNow), for the round trip
-    double deadline = 0;       // loop time (LoopNow)
-    double next_send = 0;      // loop time
-    int failures = 0;          // consecutive
-    bool has_rtt = false;
-    double last_rtt = 0;
-  };
-  static constexpr size_t kHeartbeatBufferCap = 4096;
-
   static void IoCb(struct ev_loop* loop, ev_io* w, int revents);
   static void TimerCb(struct ev_loop* loop, ev_timer* w, int revents);
 
   void Transition(TargetEvent event);
-  // The loop's cached clock (ev_now): the time base of every deadline below.
-  double LoopNow() const;
+  // The loop's cached monotonic clock: the time base of every deadline below.
+  double LoopNow() const { return ctx_->now; }
   void ArmTimerAt(double deadline);
   // The backoff expired: start an attempt when admission allows.
   void RequestAttempt();
@@ -119,11 +124,15 @@ class Target {
   bool ReadAvailable();
   bool Check();
   bool SendHeartbeat(double now);
-  bool HeartbeatDeadlinePassed();
-  void OnHeartbeatBytes(const char* data, size_t len, double now);
+  // Writes what is left of the current heartbeat request (EV_WRITE).
+  bool FlushHeartbeat();
+  bool HeartbeatFailed(const HeartbeatTracker::Failure& failure);
+  void WatchWritable(bool on);
   void ArmUpTimer();
   double NextCheckAfter(double now);
-  void Die(const Verdict& verdict, const TcpSample& at_death, std::string detail);
+  // An ICMP error on the established connection, which the kernel keeps.
+  void OnIcmpError(const Verdict& icmp, Detector by);
+  void Die(Verdict verdict, const TcpSample& at_death, Detector by, std::string detail);
 
   void CloseSocket(bool reset);
   Event MakeEvent(std::string kind, LogLevel level) const;
@@ -145,13 +154,14 @@ class Target {
 
   double connect_started_ = 0;  // monotonic
   double up_since_ = 0;         // monotonic
-  double next_check_ = 0;       // loop time (LoopNow)
+  double next_check_ = 0;       // loop time (LoopNow, monotonic)
   double last_change_unix_ = 0;
   TcpSample last_sample_;       // last TCP_INFO of the current connection
 
   uint64_t connects_ = 0;
   std::array<uint64_t, kReasonCount> connect_failures_{};
   std::array<uint64_t, kReasonCount> disconnects_{};
+  std::array<uint64_t, kReasonCount> icmp_errors_{};  // connwatch_target_icmp_errors_total
   uint64_t retransmits_closed_ = 0;  // total_retrans of connections already closed
   bool has_rtt_ = false;
 
@@ -160,8 +170,23 @@ class Target {
   Reason last_reason_ = Reason::kError;
   int last_errno_ = 0;
   double last_event_unix_ = 0;
+  bool has_last_detected_by_ = false;  // the last event is a disconnect
+  Detector last_detected_by_ = Detector::kRead;
 
-  std::unique_ptr<HeartbeatState> heartbeat_;
+  // The last ICMP error of the current connection that the kernel reported
+  // while keeping the connection: a timeout that ends it later is filed
+  // under this reason. Forgotten when the peer acknowledges again after it.
+  bool has_icmp_ = false;
+  Verdict icmp_;
+  double icmp_at_ = 0;  // monotonic
+
+  // Heartbeat (targets with one): matching and failures, the next send (loop
+  // time), and how many bytes of the current request still wait to be
+  // written (EV_WRITE is watched meanwhile).
+  std::unique_ptr<HeartbeatTracker> heartbeat_;
+  double heartbeat_next_send_ = 0;
+  size_t heartbeat_unsent_ = 0;
+  bool watching_write_ = false;
 };
 
 

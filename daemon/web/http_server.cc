@@ -304,6 +304,8 @@ Json TargetJson(const TargetSnapshot& t) {
     e["reason"] = t.last_event_kind == "connect" ? Json(nullptr)
                                                  : Json(std::string(ReasonName(t.last_reason)));
     e["errno"] = StringOrNull(ErrnoName(t.last_errno));
+    e["detected_by"] = t.has_last_detected_by ? Json(std::string(DetectorName(t.last_detected_by)))
+                                              : Json(nullptr);
     e["time"] = Rfc3339(t.last_event_unix);
     j["last_event"] = std::move(e);
   } else {
@@ -312,6 +314,7 @@ Json TargetJson(const TargetSnapshot& t) {
   j["connects"] = t.connects;
   j["connect_failures"] = ReasonCounts(t.connect_failures);
   j["disconnects"] = ReasonCounts(t.disconnects);
+  j["icmp_errors"] = ReasonCounts(t.icmp_errors);
   j["rtt_seconds"] = t.has_rtt ? Json(t.rtt_seconds) : Json(nullptr);
   j["retransmits"] = t.retransmits_total;
   j["heartbeat_seconds"] = t.has_heartbeat ? Json(t.heartbeat_seconds) : Json(nullptr);
@@ -329,6 +332,8 @@ Json EventJson(const Event& e) {
   j["resolved_address"] = StringOrNull(e.resolved_address);
   j["reason"] = e.has_reason ? Json(std::string(ReasonName(e.reason))) : Json(nullptr);
   j["errno"] = StringOrNull(ErrnoName(e.err));
+  j["detected_by"] =
+      e.has_detected_by ? Json(std::string(DetectorName(e.detected_by))) : Json(nullptr);
   j["connected_for_seconds"] = e.connected_for >= 0 ? Json(e.connected_for) : Json(nullptr);
   j["connect_seconds"] = e.connect_seconds >= 0 ? Json(e.connect_seconds) : Json(nullptr);
   if (e.tcp.valid) {

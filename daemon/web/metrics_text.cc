@@ -148,7 +148,8 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
     }
   };
   std::vector<std::string> names(targets.size());
-  bool any_rtt = false, any_heartbeat = false, any_failure = false, any_disconnect = false;
+  bool any_rtt = false, any_heartbeat = false, any_failure = false, any_disconnect = false,
+       any_icmp = false;
   for (size_t i = 0; i < targets.size(); ++i) {
     const TargetSnapshot& t = targets[i];
     if (t.config) AppendLabelValue(t.config->name, &names[i]);
@@ -157,6 +158,7 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
     for (size_t r = 0; r < kReasonCount; ++r) {
       any_failure |= t.connect_failures[r] > 0;
       any_disconnect |= t.disconnects[r] > 0;
+      any_icmp |= t.icmp_errors[r] > 0;
     }
   }
 
@@ -215,6 +217,7 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
              [](const TargetSnapshot& t) { return static_cast<double>(t.connects); });
   if (any_failure) by_reason(MetricId::kTargetConnectFailures, &TargetSnapshot::connect_failures);
   if (any_disconnect) by_reason(MetricId::kTargetDisconnects, &TargetSnapshot::disconnects);
+  if (any_icmp) by_reason(MetricId::kTargetIcmpErrors, &TargetSnapshot::icmp_errors);
   per_target(MetricId::kTargetLastChange, always,
              [](const TargetSnapshot& t) { return t.last_change_unix; });
   if (any_rtt) {

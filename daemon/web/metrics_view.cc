@@ -191,6 +191,7 @@ void AddTargetFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out)
   AddReasonFamily(MetricId::kTargetConnectFailures, snapshot, names,
                   &TargetSnapshot::connect_failures, out);
   AddReasonFamily(MetricId::kTargetDisconnects, snapshot, names, &TargetSnapshot::disconnects, out);
+  AddReasonFamily(MetricId::kTargetIcmpErrors, snapshot, names, &TargetSnapshot::icmp_errors, out);
   AddPerTargetFamily(
       MetricId::kTargetLastChange, snapshot, names, always,
       [](const TargetSnapshot& t) { return t.last_change_unix; }, out);
@@ -221,6 +222,33 @@ void AddDaemonFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out)
   AddHistogram(MetricId::kConnectDuration, snapshot.connect_duration, out);
   AddHistogram(MetricId::kConnectionLifetime, snapshot.connection_lifetime, out);
   AddScalar(MetricId::kChecks, static_cast<double>(snapshot.checks), out);
+  {
+    // Every probe word always has a series (a dashboard's rate() needs it
+    // from the start); detections only once they happened.
+    const MetricDef& def = Metric(MetricId::kProbes);
+    MetricFamily family = NewFamily(MetricId::kProbes, kDetectorCount);
+    for (size_t d = 0; d < kDetectorCount; ++d) {
+      ClientMetric& m = AddSeries(&family, def.labels[0],
+                                  std::string(DetectorName(static_cast<Detector>(d))));
+      m.counter.value = static_cast<double>(snapshot.probe_runs[d]);
+    }
+    out->push_back(std::move(family));
+  }
+  {
+    const MetricDef& def = Metric(MetricId::kProbeDetections);
+    MetricFamily family = NewFamily(MetricId::kProbeDetections, 0);
+    for (size_t d = 0; d < kDetectorCount; ++d) {
+      for (size_t r = 0; r < kReasonCount; ++r) {
+        const uint64_t n = snapshot.detections[d][r];
+        if (n == 0) continue;
+        ClientMetric& m = family.metric.emplace_back();
+        m.label.push_back(MakeLabel(def.labels[0], std::string(DetectorName(static_cast<Detector>(d)))));
+        m.label.push_back(MakeLabel(def.labels[1], std::string(ReasonName(static_cast<Reason>(r)))));
+        m.counter.value = static_cast<double>(n);
+      }
+    }
+    if (!family.metric.empty()) out->push_back(std::move(family));
+  }
   AddHistogram(MetricId::kEventLoopBusy, snapshot.loop_busy, out);
   AddScalar(MetricId::kConfigLastReloadSuccessful, snapshot.last_reload_successful ? 1 : 0, out);
   AddScalar(MetricId::kConfigLastReloadSuccessTimestamp, snapshot.last_reload_success_unix, out);

@@ -1021,10 +1021,123 @@ class NeverRead(Scenario):
         self.wait_up(["nr"], connects=2)
 
 
+class IcmpReported(Scenario):
+    """The router's ICMP host unreachable about a heartbeat in flight, seen
+    early two ways: `report_icmp` (IP_RECVERR: the kernel reports it at once)
+    and the `so_error` probe (it reads the stored soft error). Both keep the
+    connection, as the kernel does; when TCP_USER_TIMEOUT ends it, the reason
+    is the ICMP one."""
+    name = "icmp_reported"
+    fault = ("ip route add unreachable <peer>/32 on the router while heartbeats are outstanding; "
+             "targets with report_icmp: true and with probes: [so_error, tcp_info]")
+    expect = ("event=icmp_error host_unreachable, connection kept; then disconnect "
+              "host_unreachable")
+    bound = "icmp_error: 1 s; disconnect: heartbeat interval + user_timeout (2 s) + 2 s"
+
+    def run(self):
+        lab = self.lab
+        self.healthy_peer = self.start_peer(lab.H, name="healthy")
+        self.peer = self.start_peer(mode="echo", extra=["--heartbeat", "PING\\n=PONG\\n"])
+        lab.sysctl(lab.R, "net.ipv4.icmp_ratelimit", 0)
+        hb = '{send: "PING\\n", expect: "PONG", interval: 200ms, timeout: 5s, fall: 1}'
+        common = {"heartbeat": hb, "user_timeout": "2s", "backoff": "{initial: 200ms, max: 1s}"}
+        targets = {"recverr": ("read", dict(common, report_icmp="true")),
+                   "soft": ("so_error", dict(common, probes="[so_error, tcp_info]",
+                                             check_interval="100ms"))}
+        self.start_daemon([(name, f"{lab.p_ip}:{PEER_PORT}", extra)
+                           for name, (_, extra) in targets.items()])
+        self.wait_up([HEALTHY] + list(targets))
+        t0 = now_ns()
+        lab.ip(lab.R, "route", "add", "unreachable", f"{lab.p_ip}/32")
+        for name, (by, _) in targets.items():
+            icmp = self.daemon.wait_event(
+                f"event=icmp_error target={name}",
+                lambda e, name=name: e["event"] == "icmp_error" and e["target"] == name and
+                e["ts_ns"] >= t0, 5)
+            self.expect_reason(icmp, "host_unreachable")
+            if icmp.get("errno") != "EHOSTUNREACH" or icmp.get("detected_by") != by:
+                raise Failure(f"{name}: icmp_error: expected errno=EHOSTUNREACH detected_by={by}, "
+                              f"saw errno={icmp.get('errno')} detected_by={icmp.get('detected_by')}")
+            self.check_bound(f"{name}: icmp_error reported", ms(icmp["ts_ns"] - t0), 1000)
+            e = self.disconnect(name, t0, 10)
+            # The kernel kept the connection: it ends only when its timer does.
+            kept_ms = ms(e["ts_ns"] - icmp["ts_ns"])
+            self.measured[f"{name}: kept after the ICMP"] = f"{kept_ms:.0f} ms"
+            if kept_ms < 1000:
+                raise Failure(f"{name}: the connection ended {kept_ms:.0f} ms after the ICMP "
+                              f"error; expected it kept until TCP_USER_TIMEOUT (2 s)")
+            self.expect_reason(e, "host_unreachable")
+            # NOTE: the kernel itself reports EHOSTUNREACH at the timeout when
+            # an ICMP arrived while the socket was busy (stored as soft);
+            # otherwise ETIMEDOUT, and connwatchd files it under the ICMP
+            # error it saw ("... after ICMP EHOSTUNREACH").
+            self.measured[f"{name}: at the timeout"] = (
+                "ETIMEDOUT, filed under the ICMP" if "after ICMP" in e.get("detail", "")
+                else e.get("errno"))
+            # NOTE: TCP_USER_TIMEOUT is checked when the retransmission timer
+            # fires, and an ICMP unreachable reverts the RTO backoff (RFC
+            # 6069, tcp_ld_RTO_revert), so the end comes at a retransmission
+            # up to about 1.5 s after the 2 s (measured 2.6-3.3 s).
+            self.check_bound(f"{name}: disconnect", ms(e["ts_ns"] - t0), 200 + 2000 + 2000)
+        m = self.daemon.metrics()
+        for name in targets:
+            n = m.value("connwatch_target_icmp_errors_total", target=name,
+                        reason="host_unreachable")
+            if not n or n < 1:
+                raise Failure(f"{name}: connwatch_target_icmp_errors_total{{reason="
+                              f"host_unreachable}}: expected >= 1, saw {n}")
+        lab.ip(lab.R, "route", "del", "unreachable", f"{lab.p_ip}/32")
+        self.wait_up(list(targets), connects=2)
+
+
+class RejectRefused(Scenario):
+    """A firewall on the router starts rejecting the peer's port with ICMP
+    port unreachable (nftables `reject`): the established connection carries
+    on until TCP_USER_TIMEOUT and then reports the stored ECONNREFUSED;
+    reconnects are refused at once."""
+    name = "reject_refused"
+    fault = "nft reject with icmp port-unreachable on the router for <peer>:7000, heartbeat outstanding"
+    expect = "refused (established, at user_timeout; then each connect)"
+    bound = "established: heartbeat interval + user_timeout (2 s) + 1 s; connect: at once"
+
+    def run(self):
+        lab = self.lab
+        if shutil.which("nft") is None:
+            raise Failure("nft (Debian package nftables) is not installed: run scripts/setup.sh")
+        self.healthy_peer = self.start_peer(lab.H, name="healthy")
+        self.peer = self.start_peer(mode="echo", extra=["--heartbeat", "PING\\n=PONG\\n"])
+        lab.sysctl(lab.R, "net.ipv4.icmp_ratelimit", 0)
+        hb = '{send: "PING\\n", expect: "PONG", interval: 200ms, timeout: 5s, fall: 1}'
+        self.start_daemon([("reject", f"{lab.p_ip}:{PEER_PORT}",
+                            {"heartbeat": hb, "user_timeout": "2s",
+                             "backoff": "{initial: 200ms, max: 1s}"})])
+        self.wait_up([HEALTHY, "reject"])
+        nft = ["ip", "netns", "exec", lab.R, "nft"]
+        nslab.run(nft + ["add", "table", "inet", "cw"])
+        nslab.run(nft + ["add", "chain", "inet", "cw", "forward",
+                         "{ type filter hook forward priority 0; }"])
+        t0 = now_ns()
+        nslab.run(nft + ["add", "rule", "inet", "cw", "forward", "ip", "daddr", lab.p_ip, "tcp",
+                         "dport", str(PEER_PORT), "reject", "with", "icmp", "type",
+                         "port-unreachable"])
+        e = self.disconnect("reject", t0, 10)
+        self.expect_reason(e, "refused")
+        if e.get("errno") != "ECONNREFUSED":
+            raise Failure(f"disconnect: expected errno=ECONNREFUSED, saw {e.get('errno')}")
+        self.check_bound("established: detection", ms(e["ts_ns"] - t0), 200 + 2000 + 1000)
+        fails = self.daemon.wait_events(
+            "connect_failure reason=refused",
+            lambda x: x["event"] == "connect_failure" and x["target"] == "reject" and
+            x.get("reason") == "refused", 2, 10)
+        self.measured["connect failures refused"] = len(fails)
+        nslab.run(nft + ["delete", "table", "inet", "cw"])
+        self.wait_up(["reject"], connects=2)
+
+
 SCENARIOS = [PeerKilled, Flood, PeerCloses, PeerResets, LinkDownIdle, LinkDownHeartbeat,
              LinkDownUserTimeout, RouteFault, RouteProhibit, RouteThrow, RouteBlackhole, Reboot,
              PortClosed,
-             ConnectTimeout, DnsError, RlimitNofile, NeverRead]
+             ConnectTimeout, DnsError, RlimitNofile, NeverRead, IcmpReported, RejectRefused]
 
 
 # ---------------------------------------------------------------------------
