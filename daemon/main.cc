@@ -30,16 +30,30 @@ struct Flags {
   std::string web_config_file;
 };
 
-int CheckConfig(const std::string& path) {
-  connwatch::ConfigLoadResult result = connwatch::LoadConfigFile(path);
-  if (!result.errors.empty()) {
-    for (const auto& e : result.errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
-    std::fprintf(stderr, "%s: %zu error(s)\n", path.c_str(), result.errors.size());
-    return 1;
+// Prints every error of `path` and a count to stderr; false when there were any.
+bool ReportErrors(const std::string& path, const std::vector<connwatch::ConfigError>& errors) {
+  for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
+  if (!errors.empty()) std::fprintf(stderr, "%s: %zu error(s)\n", path.c_str(), errors.size());
+  return errors.empty();
+}
+
+// --check-config: every file the daemon would read at start, each checked in
+// full (an error in one does not hide the errors of the other).
+int CheckConfig(const Flags& flags) {
+  int status = 0;
+  connwatch::ConfigLoadResult result = connwatch::LoadConfigFile(flags.config_file);
+  if (!ReportErrors(flags.config_file, result.errors)) {
+    status = 1;
+  } else {
+    std::printf("%s: OK, %zu target(s) from %zu file(s)\n", flags.config_file.c_str(),
+                result.config->targets.size(), result.config->files.size());
   }
-  std::printf("%s: OK, %zu target(s) from %zu file(s)\n", path.c_str(),
-              result.config->targets.size(), result.config->files.size());
-  return 0;
+  if (flags.web_config_file.empty()) return status;
+  connwatch::WebConfigLoadResult web = connwatch::LoadWebConfigFile(flags.web_config_file);
+  if (!ReportErrors(flags.web_config_file, web.errors)) return 1;
+  std::printf("%s: OK, %s, %zu basic-auth user(s)\n", flags.web_config_file.c_str(),
+              web.config->tls ? "TLS" : "no TLS", web.config->basic_auth_users.size());
+  return status;
 }
 
 }  // namespace
@@ -78,7 +92,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"logfmt", "json"}));
   app.add_flag("--check-config", flags.check_config,
-               "Validate the configuration file (and its includes), then exit 0 or 1");
+               "Validate the configuration file (and its includes) and the web config file, "
+               "then exit 0 or 1");
   app.add_flag("--version", flags.version, "Print the version and exit");
   app.add_option("--dns.servers", flags.dns_servers,
                  "Comma-separated DNS servers (host[:port]) to use instead of /etc/resolv.conf");
@@ -90,7 +105,7 @@ int main(int argc, char** argv) {
     std::printf("connwatchd %s (revision %s)\n", connwatch::kVersion, connwatch::kRevision);
     return 0;
   }
-  if (flags.check_config) return CheckConfig(flags.config_file);
+  if (flags.check_config) return CheckConfig(flags);
 
   connwatch::LogLevel level = connwatch::LogLevel::kInfo;
   connwatch::LogFormat format = connwatch::LogFormat::kLogfmt;
@@ -144,7 +159,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   log.Message(connwatch::LogLevel::kInfo, "listening",
-              {{"address", flags.listen_address}, {"port", std::to_string(http.port())}});
+              {{"address", flags.listen_address}, {"port", http.port()}});
 
   connwatch::ServiceNotifier notifier(monitor.loop(), [&monitor] { return monitor.StatusLine(); });
   monitor.SetReloadHook([&notifier](bool begin) {

@@ -60,7 +60,17 @@ install(FILES "${CONNWATCH_PKG_DIR}/connwatch.yaml.5.gz" DESTINATION "${CMAKE_IN
 install(FILES "${CMAKE_SOURCE_DIR}/README.md" "${CMAKE_SOURCE_DIR}/packaging/copyright"
               "${CONNWATCH_PKG_DIR}/changelog.Debian.gz"
         DESTINATION "${CONNWATCH_DOC_DIR}")
-install(FILES "${CMAKE_SOURCE_DIR}/config/example.yaml" DESTINATION "${CONNWATCH_DOC_DIR}/examples")
+# The JSON schema of connwatch.yaml, where docs/PROMETHEUS.md tells editors
+# to find it. The source tree's example points to the schema beside it
+# (./connwatch.schema.json); the packaged example points to the installed one,
+# as the packaged /etc/connwatch/connwatch.yaml does.
+set(CONNWATCH_SCHEMA_PATH "/usr/share/connwatch/connwatch.schema.json")
+install(FILES "${CMAKE_SOURCE_DIR}/config/connwatch.schema.json" DESTINATION "${CMAKE_INSTALL_DATADIR}/connwatch")
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${CMAKE_SOURCE_DIR}/config/example.yaml")
+file(READ "${CMAKE_SOURCE_DIR}/config/example.yaml" _cw_example)
+string(REPLACE "$schema=./connwatch.schema.json" "$schema=${CONNWATCH_SCHEMA_PATH}" _cw_example "${_cw_example}")
+file(WRITE "${CONNWATCH_PKG_DIR}/example.yaml" "${_cw_example}")
+install(FILES "${CONNWATCH_PKG_DIR}/example.yaml" DESTINATION "${CONNWATCH_DOC_DIR}/examples")
 
 # --- The .deb ---------------------------------------------------------------
 set(CPACK_GENERATOR "DEB")

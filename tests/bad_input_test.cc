@@ -369,7 +369,8 @@ TEST(BadInput, AliasExpansionIsBoundedInTime) {
             path +
                 ":2:1505: aliases expand the config to more than 1000000 nodes (it has 2005 "
                 "written up to here; the limit is 16 times that, at least 1000000); alias only "
-                "small shared pieces such as a labels map, or write the repeated parts out");
+                "small shared pieces such as a labels map, or write the repeated parts out"
+                "; nothing else in this file is checked until it parses, so more errors may be hidden");
 }
 
 TEST(BadInput, NonUtf8BytesAreRefusedWithTheirPlace) {

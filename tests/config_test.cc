@@ -397,27 +397,32 @@ void RunWithSmallStack(void (*fn)()) {
 TEST(ConfigLoad, DeepNestingIsAnErrorNotACrash) {
   static const std::vector<std::pair<std::string, std::string>> cases = {
       {std::string(10000, '[') + std::string(10000, ']'),
-       "deep.yaml:1:65: nested more than 64 levels deep; a connwatch config needs four"},
+       "deep.yaml:1:65: nested more than 64 levels deep; a connwatch config needs four"
+       "; nothing else in this file is checked until it parses, so more errors may be hidden"},
       {std::string(10000, '['),
-       "deep.yaml:1:33: nested more than 64 levels deep; a connwatch config needs four"},
+       "deep.yaml:1:33: nested more than 64 levels deep; a connwatch config needs four"
+       "; nothing else in this file is checked until it parses, so more errors may be hidden"},
       {[] {
          std::string s;
          for (int i = 0; i < 10000; ++i) s += "{a: ";
          return s;
        }(),
-       "deep.yaml:1:253: nested more than 64 levels deep; a connwatch config needs four"},
+       "deep.yaml:1:253: nested more than 64 levels deep; a connwatch config needs four"
+       "; nothing else in this file is checked until it parses, so more errors may be hidden"},
       {[] {
          std::string s;
          for (int i = 0; i < 10000; ++i) s += "- ";
          return s + "x\n";
        }(),
-       "deep.yaml:1:129: nested more than 64 levels deep; a connwatch config needs four"},
+       "deep.yaml:1:129: nested more than 64 levels deep; a connwatch config needs four"
+       "; nothing else in this file is checked until it parses, so more errors may be hidden"},
       {[] {
          std::string s;
          for (int i = 0; i < 100; ++i) s += std::string(i, ' ') + "a:\n";
          return s;
        }(),
-       "deep.yaml:65:65: nested more than 64 levels deep; a connwatch config needs four"},
+       "deep.yaml:65:65: nested more than 64 levels deep; a connwatch config needs four"
+       "; nothing else in this file is checked until it parses, so more errors may be hidden"},
   };
   // 64 levels are still parsed (and then refused by the schema, not the parser).
   ConfigLoadResult ok = LoadConfigString(std::string(64, '[') + std::string(64, ']'), "d.yaml", "");
@@ -536,7 +541,7 @@ TEST(ConfigAliases, ExpansionPastTheLimitIsOneErrorAtTheAlias) {
                 "alias.yaml:2:1505: aliases expand the config to more than 1000000 nodes (it "
                 "has 2005 written up to here; the limit is 16 times that, at least 1000000); "
                 "alias only small shared pieces such as a labels map, or write the repeated "
-                "parts out"});
+                "parts out; nothing else in this file is checked until it parses, so more errors may be hidden"});
   // Refused while parsing: no alias is walked (before the limit, 10 s).
   EXPECT_LT(SecondsSince(start), 5.0);
   // One alias fewer expands to 998,503 nodes: not refused for its size (the

@@ -2,6 +2,7 @@
 // against live targets, reload by SIGHUP and POST, and shutdown by signal.
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <signal.h>
 
 #include <cstdio>
@@ -205,6 +206,16 @@ TEST_F(DaemonTest, JsonLogFormatAndJournalPriorities) {
   ASSERT_FALSE(line.empty()) << daemon_->Output();
   EXPECT_EQ(line.rfind("<4>{", 0), 0u) << "a warning carries syslog priority 4: " << line;
   EXPECT_NE(line.find("\"reason\":\"peer_reset\""), std::string::npos) << line;
+  // Numbers are JSON numbers, durations numbers of seconds (issue 17).
+  const nlohmann::json j = nlohmann::json::parse(line.substr(3), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << line;
+  EXPECT_TRUE(j["retrans"].is_number_unsigned()) << line;
+  EXPECT_TRUE(j["unacked"].is_number_unsigned()) << line;
+  EXPECT_TRUE(j["connected_for"].is_number()) << line;
+  const std::string listening = daemon_->WaitForLine("\"msg\":\"listening\"", kDeadline);
+  const nlohmann::json l = nlohmann::json::parse(listening.substr(listening.find('{')), nullptr, false);
+  ASSERT_FALSE(l.is_discarded()) << listening;
+  EXPECT_TRUE(l["port"].is_number_unsigned()) << listening;
 }
 
 }  // namespace

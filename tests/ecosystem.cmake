@@ -1,7 +1,7 @@
 # CTest tests of what connwatch ships for the Prometheus ecosystem (issue 6):
-# the alerting rules (promtool check rules / promtool test rules) and the
-# JSON Schema of connwatch.yaml (tests/schema/check_schema.py against every
-# good and bad config). The dashboard and rule expressions are checked against
+# the alerting rules (promtool check rules / promtool test rules), the PromQL
+# of the docs (docs_promql) and the JSON Schema of connwatch.yaml
+# (tests/schema/check_schema.py against every good and bad config). The dashboard and rule expressions are checked against
 # the metrics table by the PromqlNames gtests, and a real Prometheus scrapes
 # connwatchd in PrometheusE2E.
 #
@@ -37,6 +37,18 @@ if(CONNWATCH_PROMTOOL)
 else()
   connwatch_missing_tool_test(prometheus_rules_check promtool)
   connwatch_missing_tool_test(prometheus_rules_test promtool)
+endif()
+
+# The PromQL examples and alerts of the docs (tests/docs/promql_examples.py):
+# promtool test rules against series from two watchers, promtool check rules
+# and check config on the marked blocks.
+if(CONNWATCH_PROMTOOL AND CONNWATCH_SYSTEM_PYTHON3)
+  add_test(NAME docs_promql
+           COMMAND ${CONNWATCH_SYSTEM_PYTHON3} ${CMAKE_SOURCE_DIR}/tests/docs/promql_examples.py
+                   ${CMAKE_SOURCE_DIR} ${CONNWATCH_PROMTOOL})
+  set_tests_properties(docs_promql PROPERTIES TIMEOUT 60)
+else()
+  connwatch_missing_tool_test(docs_promql "promtool or python3")
 endif()
 
 if(CONNWATCH_SYSTEM_PYTHON3)

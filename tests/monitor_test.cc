@@ -16,6 +16,7 @@
 #include <memory>
 #include <thread>
 
+#include "core/clock.h"
 #include "test_peer.h"
 #include "test_util.h"
 
@@ -259,6 +260,33 @@ TEST_F(MonitorTest, ReloadKeepsUnchangedTargetsConnection) {
   EXPECT_TRUE(snap->last_reload_successful);
   Event closed = WaitForEvent("remove", "close");
   EXPECT_EQ(closed.detail, "removed from config");
+}
+
+// docs/METRICS.md: before its first up/down change, a target's last-change
+// time (connwatch_target_last_change_timestamp_seconds, the API's `since`) is
+// when it was configured: for a target a reload adds, the reload, not the
+// daemon's start. Failed connects do not move it.
+TEST_F(MonitorTest, LastChangeOfANeverUpTargetIsWhenItWasConfigured) {
+  auto peer = StartPeer();
+  auto closed = StartPeer();
+  const std::string refused = Addr(*closed);
+  closed->StopListening();
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("up", Addr(*peer)));
+  const TargetSnapshot up = WaitUp("up");
+  const double before_reload = UnixNow();
+  ASSERT_GT(before_reload, up.last_change_unix);
+  RewriteConfig(Defaults() + "targets:\n" + TargetYaml("up", Addr(*peer)) + TargetYaml("never", refused));
+  std::vector<std::string> errors = monitor_->Reload();
+  ASSERT_TRUE(errors.empty()) << errors.front();
+  const TargetSnapshot never = WaitForTarget(
+      "never",
+      [](const TargetSnapshot& s) {
+        return s.connect_failures[static_cast<size_t>(Reason::kRefused)] >= 2;
+      },
+      "two refused attempts");
+  EXPECT_FALSE(never.up);
+  EXPECT_GE(never.last_change_unix, before_reload) << "the reload that added it";
+  EXPECT_LE(never.last_change_unix, UnixNow());
 }
 
 // Targets are matched by name wherever they move in the file: reordering,

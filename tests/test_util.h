@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
@@ -187,6 +188,23 @@ inline RunResult RunProgram(std::vector<std::string> argv, milliseconds timeout)
   p.WaitForLine("\x01never\x01", milliseconds(r.status < 0 ? 0 : 2000));
   r.output = p.Output();
   return r;
+}
+
+// Standard base64 (RFC 4648) with padding, as HTTP basic auth sends it.
+inline std::string Base64Encode(const std::string& in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < in.size(); i += 3) {
+    uint32_t n = static_cast<uint32_t>(static_cast<uint8_t>(in[i])) << 16;
+    if (i + 1 < in.size()) n |= static_cast<uint32_t>(static_cast<uint8_t>(in[i + 1])) << 8;
+    if (i + 2 < in.size()) n |= static_cast<uint8_t>(in[i + 2]);
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += i + 1 < in.size() ? kAlphabet[(n >> 6) & 63] : '=';
+    out += i + 2 < in.size() ? kAlphabet[n & 63] : '=';
+  }
+  return out;
 }
 
 // Decompresses a whole gzip stream; *complete is false without a valid trailer.

@@ -32,6 +32,8 @@ namespace {
 using std::chrono::milliseconds;
 using testing::Subprocess;
 using testing::TempDir;
+using testing::RunProgram;
+using testing::RunResult;
 
 constexpr const char* kHost = "127.0.0.1";
 
@@ -76,19 +78,7 @@ std::string Bcrypt(const std::string& password, const char* prefix = "$2b$") {
 }
 
 std::string BasicHeader(const std::string& user, const std::string& password) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string in = user + ":" + password, out;
-  for (size_t i = 0; i < in.size(); i += 3) {
-    uint32_t n = static_cast<uint8_t>(in[i]) << 16;
-    if (i + 1 < in.size()) n |= static_cast<uint8_t>(in[i + 1]) << 8;
-    if (i + 2 < in.size()) n |= static_cast<uint8_t>(in[i + 2]);
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += i + 1 < in.size() ? kAlphabet[(n >> 6) & 63] : '=';
-    out += i + 2 < in.size() ? kAlphabet[n & 63] : '=';
-  }
-  return "Basic " + out;
+  return "Basic " + testing::Base64Encode(user + ":" + password);
 }
 
 // --- Parsing --------------------------------------------------------------
@@ -157,7 +147,14 @@ TEST(WebConfig, EveryErrorHasItsPlace) {
   const BadCase cases[] = {
       {"- tls_server_config\n",
        "1:1: the top level must be a map (tls_server_config, basic_auth_users), got a list"},
-      {"tls_server_config: {cert_file: a.crt\n", "2:1: invalid YAML: end of map flow not found"},
+      {"tls_server_config: {cert_file: a.crt\n",
+       "1:20: the \"{\" opened here is never closed: a flow map ({a: 1, b: 2}) must end with "
+       "\"}\" (YAML parser: \"end of map flow not found\" at line 2, column 1); nothing else in "
+       "this file is checked until it parses, so more errors may be hidden"},
+      {"tls_server_config:\n\tcert_file: a.crt\n",
+       "2:1: a tab in the indentation: YAML indents with spaces only (YAML parser: \"illegal map "
+       "value\" at line 2, column 11); nothing else in this file is checked until it parses, so "
+       "more errors may be hidden"},
       {"basic_auth_user:\n  a: b\n",
        "1:1: unknown key \"basic_auth_user\" (want tls_server_config or basic_auth_users)"},
       {"tls_server_config:\n  cert_file: a.crt\n", "2:3: tls_server_config: missing \"key_file\""},
@@ -510,6 +507,56 @@ TEST(WebConfig, DaemonExitsOneOnABadWebConfig) {
             std::string::npos)
       << d.Output();
   EXPECT_NE(d.Output().find("cannot start: the web config has errors"), std::string::npos);
+}
+
+// --check-config reads every file the daemon would read at start, the web
+// config included: a key that does not match its certificate fails the check
+// (it would fail the start), and an error in one file hides none in the other.
+TEST(WebConfig, CheckConfigChecksTheWebConfig) {
+  TempDir dir;
+  MakeCertificate(dir, "a");
+  MakeCertificate(dir, "b");
+  const std::string config = dir.Write("connwatch.yaml", "targets: []\n");
+  const std::string good = dir.Write("good.yml",
+                                     "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n"
+                                     "basic_auth_users:\n  prom: " + Bcrypt("pw") + "\n");
+  const std::string mismatch =
+      dir.Write("mismatch.yml", "tls_server_config:\n  cert_file: a.crt\n  key_file: b.key\n");
+
+  RunResult ok = RunProgram({CONNWATCHD_BINARY, "--check-config", "--config.file=" + config,
+                             "--web.config.file=" + good},
+                            milliseconds(10000));
+  EXPECT_EQ(ok.status, 0) << ok.output;
+  EXPECT_NE(ok.output.find(config + ": OK, 0 target(s) from 1 file(s)"), std::string::npos)
+      << ok.output;
+  EXPECT_NE(ok.output.find(good + ": OK, TLS, 1 basic-auth user(s)"), std::string::npos)
+      << ok.output;
+
+  RunResult bad = RunProgram({CONNWATCHD_BINARY, "--check-config", "--config.file=" + config,
+                              "--web.config.file=" + mismatch},
+                             milliseconds(10000));
+  EXPECT_EQ(bad.status, 1) << bad.output;
+  EXPECT_NE(bad.output.find(mismatch + ":3:13: tls_server_config.key_file: the private key in \"" +
+                            dir.path() + "/b.key\" does not match the certificate"),
+            std::string::npos)
+      << bad.output;
+  EXPECT_NE(bad.output.find(mismatch + ": 1 error(s)"), std::string::npos) << bad.output;
+
+  // Both files wrong: both reported.
+  const std::string broken = dir.Write("broken.yaml", "targets:\n  - adress: 192.0.2.1:80\n");
+  RunResult both = RunProgram({CONNWATCHD_BINARY, "--check-config", "--config.file=" + broken,
+                               "--web.config.file=" + mismatch},
+                              milliseconds(10000));
+  EXPECT_EQ(both.status, 1) << both.output;
+  EXPECT_NE(both.output.find("unknown key \"adress\""), std::string::npos) << both.output;
+  EXPECT_NE(both.output.find("does not match the certificate"), std::string::npos) << both.output;
+
+  // A web config that cannot be read at all.
+  RunResult missing = RunProgram({CONNWATCHD_BINARY, "--check-config", "--config.file=" + config,
+                                  "--web.config.file=" + dir.path() + "/nope.yml"},
+                                 milliseconds(10000));
+  EXPECT_EQ(missing.status, 1) << missing.output;
+  EXPECT_NE(missing.output.find(dir.path() + "/nope.yml"), std::string::npos) << missing.output;
 }
 
 TEST(WebConfig, DaemonServesTlsWithBasicAuth) {

@@ -25,6 +25,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "config/yaml_errors.h"
+
 namespace connwatch {
 
 namespace {
@@ -64,6 +66,8 @@ constexpr int64_t kMaxUserTimeoutMs = std::numeric_limits<int32_t>::max();
 // Labels connwatch itself puts on every series; a user label may not shadow them.
 constexpr std::string_view kReservedLabels[] = {"target", "address"};
 
+// The keys of each map. Every array here is listed in ConfigKeyGroups() (at
+// the end of this file), which the docs tests compare with the documentation.
 constexpr std::string_view kMainKeys[] = {"global", "defaults", "targets", "include"};
 constexpr std::string_view kGlobalKeys[] = {"max_connects_in_flight", "max_connects_per_second"};
 constexpr std::string_view kIncludedKeys[] = {"targets"};
@@ -113,6 +117,9 @@ struct TooDeep {
 struct SecondDocument {
   YAML::Mark mark;
 };
+struct UnclosedQuote {  // a quoted scalar that runs to the end of the file.
+  YAML::Mark mark;
+};
 struct TooMuchExpansion {
   YAML::Mark mark;   // the alias that crossed the limit.
   uint64_t limit;    // the limit it crossed.
@@ -126,12 +133,13 @@ struct NodeCount {
 };
 
 // Owns the nodes of one document. Throws TooDeep past kMaxDepth,
-// SecondDocument when a second document starts, and TooMuchExpansion at the
-// alias that takes `count->expanded` past max(kMinExpansionLimit,
-// kExpansionFactor x count->written).
+// SecondDocument when a second document starts, UnclosedQuote for a quoted
+// scalar of `text` that never closes, and TooMuchExpansion at the alias that
+// takes `count->expanded` past max(kMinExpansionLimit, kExpansionFactor x
+// count->written).
 class TreeBuilder : public YAML::EventHandler {
  public:
-  explicit TreeBuilder(NodeCount* count) : count_(count) {}
+  TreeBuilder(NodeCount* count, std::string_view text) : count_(count), text_(text) {}
   const YamlNode* root() const { return root_; }
 
   void OnDocumentStart(const YAML::Mark& mark) override {
@@ -159,6 +167,14 @@ class TreeBuilder : public YAML::EventHandler {
     YamlNode* node = New(YamlNode::Kind::kScalar, mark, anchor);
     node->value = value;
     node->plain = tag == "?";
+    // NOTE: yaml-cpp 0.7 ends a quoted scalar at the end of the input when
+    // its closing quote is missing, which swallows the rest of the file.
+    if (!node->plain && !mark.is_null() && mark.pos >= 0 &&
+        static_cast<size_t>(mark.pos) < text_.size() &&
+        (text_[static_cast<size_t>(mark.pos)] == '"' || text_[static_cast<size_t>(mark.pos)] == '\'') &&
+        !QuoteIsClosed(text_, static_cast<size_t>(mark.pos))) {
+      throw UnclosedQuote{mark};
+    }
     Attach(node);
   }
   void OnSequenceStart(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t anchor,
@@ -212,6 +228,7 @@ class TreeBuilder : public YAML::EventHandler {
   }
 
   NodeCount* count_;
+  std::string_view text_;
   std::deque<YamlNode> nodes_;  // a deque: pointers stay valid as it grows.
   std::vector<YamlNode*> stack_;
   std::vector<const YamlNode*> anchors_;
@@ -685,23 +702,6 @@ std::string EscapeGlob(std::string_view s) {
 }
 
 bool HasGlobChars(std::string_view s) { return s.find_first_of("*?[") != std::string_view::npos; }
-
-// `address: [2001:db8::1]:443` is a YAML list followed by junk; yaml-cpp only
-// says "end of map not found". Name the likely fix.
-std::string UnquotedIpv6Hint(const std::string& text, const YAML::Mark& mark) {
-  if (mark.is_null() || mark.pos < 0) return "";
-  const size_t pos = std::min(static_cast<size_t>(mark.pos), text.size());
-  const size_t begin = text.rfind('\n', pos == 0 ? 0 : pos - 1);
-  const size_t start = begin == std::string::npos ? 0 : begin + 1;
-  const std::string_view line(text.data() + start, text.find('\n', start) == std::string::npos
-                                                       ? text.size() - start
-                                                       : text.find('\n', start) - start);
-  const size_t open = line.find(": [");
-  const size_t close = line.find("]:", open == std::string_view::npos ? 0 : open);
-  if (open == std::string_view::npos || close == std::string_view::npos) return "";
-  return " (an address in brackets must be quoted: " +
-         Quote(line.substr(open + 2, line.find_first_of(" #", close) - open - 2)) + ")";
-}
 
 // ---------------------------------------------------------------------------
 // Settings shared by `defaults:` and targets.
@@ -1540,7 +1540,15 @@ void Loader::IncludeFile(const SourceFile& f, const YamlNode* at, const std::str
   }
   files_.push_back(file);
   SourceFile included{file, DirName(file), true, next_rank_++};
-  TreeBuilder builder(&node_count_);
+  if (text.empty()) {
+    // The same rule as for the main file (LoadConfigFile): a file being
+    // rewritten in place reads as empty, and loading that would drop its
+    // targets until the next reload.
+    ErrorAt(included, 0, 0, "",
+            "the file is empty (being rewritten?); write \"targets: []\" to watch nothing");
+    return;
+  }
+  TreeBuilder builder(&node_count_, text);
   const YamlNode* root = Parse(included, text, &builder);
   if (root != nullptr) ProcessFile(included, root);
 }
@@ -1649,6 +1657,7 @@ const YamlNode* Loader::Parse(const SourceFile& f, const std::string& text, Tree
       ErrorAt(f, mark.line + 1, mark.column + 1, "", std::move(message));
     }
   };
+  static const YamlNode kEmpty;
   try {
     std::istringstream in(text);
     YAML::Parser parser(in);
@@ -1658,7 +1667,7 @@ const YamlNode* Loader::Parse(const SourceFile& f, const std::string& text, Tree
     }
   } catch (const TooDeep& e) {
     at(e.mark, "nested more than " + std::to_string(kMaxDepth) +
-                   " levels deep; a connwatch config needs four");
+                   " levels deep; a connwatch config needs four" + std::string(kNotCheckedFurther));
     return nullptr;
   } catch (const TooMuchExpansion& e) {
     at(e.mark, "aliases expand the config to more than " + std::to_string(e.limit) +
@@ -1666,13 +1675,25 @@ const YamlNode* Loader::Parse(const SourceFile& f, const std::string& text, Tree
                    " written up to here; the limit is " + std::to_string(kExpansionFactor) +
                    " times that, at least " + std::to_string(kMinExpansionLimit) +
                    "); alias only small shared pieces such as a labels map, or write the "
-                   "repeated parts out");
+                   "repeated parts out" + std::string(kNotCheckedFurther));
     return nullptr;
   } catch (const SecondDocument& e) {
-    at(e.mark, "a second YAML document (\"---\"); a config file holds exactly one");
+    // The first document is complete: it is checked too, so its errors are
+    // not hidden behind this one.
+    at(e.mark, "a second YAML document (\"---\"); a config file holds exactly one: remove "
+               "this line and what follows it, or move that to a file of its own");
+    return builder->root() != nullptr ? builder->root() : &kEmpty;
+  } catch (const UnclosedQuote& e) {
+    at(e.mark, "the quote opened here is never closed, so the value runs to the end of the "
+               "file: add the closing quote" + std::string(kNotCheckedFurther));
     return nullptr;
   } catch (const YAML::Exception& e) {
-    at(e.mark, "invalid YAML: " + e.msg + UnquotedIpv6Hint(text, e.mark));
+    if (e.mark.is_null()) {
+      at(e.mark, "invalid YAML: " + e.msg + std::string(kNotCheckedFurther));
+    } else {
+      YamlProblem p = ExplainYamlError(text, e.mark.line + 1, e.mark.column + 1, e.msg);
+      ErrorAt(f, p.line, p.column, "", std::move(p.message));
+    }
     return nullptr;
   } catch (const std::bad_alloc&) {
     ErrorAt(f, 0, 0, "", "out of memory while parsing");
@@ -1681,7 +1702,6 @@ const YamlNode* Loader::Parse(const SourceFile& f, const std::string& text, Tree
     ErrorAt(f, 0, 0, "", std::string("cannot parse: ") + e.what());
     return nullptr;
   }
-  static const YamlNode kEmpty;
   return builder->root() != nullptr ? builder->root() : &kEmpty;
 }
 
@@ -1694,7 +1714,7 @@ ConfigLoadResult Loader::Run(const std::string& text, const std::string& name,
   SourceFile main{name, base_dir, false, next_rank_++};
   ConfigLoadResult result;
   try {
-    TreeBuilder builder(&node_count_);
+    TreeBuilder builder(&node_count_, text);
     const YamlNode* root = Parse(main, text, &builder);
     if (root != nullptr) ProcessFile(main, root);
   } catch (const std::bad_alloc&) {
@@ -1758,6 +1778,16 @@ ConfigLoadResult LoadConfigFile(const std::string& path) {
   ConfigLoadResult result = loader.Run(text, path, DirName(path), &st);
   if (result.config) result.config->files.insert(result.config->files.begin(), path);
   return result;
+}
+
+std::vector<ConfigKeyGroup> ConfigKeyGroups() {
+  auto group = [](std::string_view map, const auto& keys) {
+    return ConfigKeyGroup{map, {std::begin(keys), std::end(keys)}};
+  };
+  return {group("", kMainKeys),           group("included", kIncludedKeys),
+          group("global", kGlobalKeys),   group("defaults", kSettingKeys),
+          group("targets[]", kTargetKeys), group("keepalive", kKeepaliveKeys),
+          group("backoff", kBackoffKeys), group("heartbeat", kHeartbeatKeys)};
 }
 
 void SetReadChunkHookForTest(std::function<void(size_t bytes_read)> hook) {

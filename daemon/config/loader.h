@@ -6,6 +6,8 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/config.h"
 
@@ -19,6 +21,19 @@ ConfigLoadResult LoadConfigFile(const std::string& path);
 // includes.
 ConfigLoadResult LoadConfigString(const std::string& text, const std::string& name,
                                   const std::string& base_dir);
+
+// The keys the loader accepts, map by map: "" (the main file's top level),
+// "included" (an included file's top level), "global", "defaults",
+// "targets[]" (one target), and the maps nested in a target or the defaults
+// ("keepalive", "backoff", "heartbeat"). A key named like one of these maps
+// holds that map ("targets" holds a list of "targets[]"). The docs tests
+// compare this with docs/CONFIG.md, connwatch.yaml(5) and the JSON schema,
+// both ways, so a key added here fails them until it is documented.
+struct ConfigKeyGroup {
+  std::string_view map;
+  std::vector<std::string_view> keys;
+};
+std::vector<ConfigKeyGroup> ConfigKeyGroups();
 
 // Test-only: `hook` runs in the loader's file reader after each chunk it reads
 // (at most 64 KiB), with the bytes read so far in that pass over the file, so

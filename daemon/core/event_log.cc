@@ -1,5 +1,7 @@
 #include "core/event_log.h"
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -78,33 +80,98 @@ int SyslogPriority(LogLevel level) {
   return 6;
 }
 
-// Ordered key/value fields of an event, shared by both formats.
-std::vector<std::pair<std::string, std::string>> EventFields(const Event& e) {
-  std::vector<std::pair<std::string, std::string>> f;
+// Ordered fields of an event, shared by both formats.
+std::vector<LogField> EventFields(const Event& e) {
+  std::vector<LogField> f;
   f.emplace_back("event", e.kind);
   f.emplace_back("target", e.target);
   f.emplace_back("address", e.address);
   if (!e.resolved_address.empty()) f.emplace_back("resolved", e.resolved_address);
-  if (e.has_reason) f.emplace_back("reason", std::string(ReasonName(e.reason)));
-  if (e.err != 0) f.emplace_back("errno", std::string(ErrnoName(e.err)));
-  if (e.has_detected_by) f.emplace_back("detected_by", std::string(DetectorName(e.detected_by)));
-  if (e.connect_seconds >= 0) f.emplace_back("connect_time", FormatSeconds(e.connect_seconds));
-  if (e.connected_for >= 0) f.emplace_back("connected_for", FormatSeconds(e.connected_for));
+  if (e.has_reason) f.emplace_back("reason", ReasonName(e.reason));
+  if (e.err != 0) f.emplace_back("errno", ErrnoName(e.err));
+  if (e.has_detected_by) f.emplace_back("detected_by", DetectorName(e.detected_by));
+  if (e.connect_seconds >= 0) f.push_back(LogField::Seconds("connect_time", e.connect_seconds));
+  if (e.connected_for >= 0) f.push_back(LogField::Seconds("connected_for", e.connected_for));
   if (e.tcp.valid) {
-    f.emplace_back("rtt", FormatSeconds(e.tcp.rtt_us / 1e6));
-    f.emplace_back("retrans", std::to_string(e.tcp.total_retrans));
+    f.push_back(LogField::Seconds("rtt", e.tcp.rtt_us / 1e6));
+    f.emplace_back("retrans", e.tcp.total_retrans);
     if (e.kind == "disconnect") {
-      f.emplace_back("last_data_recv", FormatSeconds(e.tcp.last_data_recv_ms / 1e3));
-      f.emplace_back("probes", std::to_string(e.tcp.probes));
-      f.emplace_back("unacked", std::to_string(e.tcp.unacked));
-      if (e.tcp.notsent_bytes > 0) f.emplace_back("notsent", std::to_string(e.tcp.notsent_bytes));
+      f.push_back(LogField::Seconds("last_data_recv", e.tcp.last_data_recv_ms / 1e3));
+      f.emplace_back("probes", e.tcp.probes);
+      f.emplace_back("unacked", e.tcp.unacked);
+      if (e.tcp.notsent_bytes > 0) f.emplace_back("notsent", e.tcp.notsent_bytes);
     }
   }
   if (!e.detail.empty()) f.emplace_back("detail", e.detail);
   return f;
 }
 
+void SetJson(nlohmann::ordered_json* j, const LogField& field) {
+  nlohmann::ordered_json& v = (*j)[field.key()];
+  switch (field.type()) {
+    case LogField::Type::kString:
+      v = field.string_value();
+      return;
+    case LogField::Type::kInt:
+      v = field.int_value();
+      return;
+    case LogField::Type::kUint:
+      v = field.uint_value();
+      return;
+    case LogField::Type::kFixed: {
+      // The number as logfmt prints it, so both formats agree to the digit.
+      const std::string text = field.Text();
+      double parsed = field.number_value();
+      std::from_chars(text.data(), text.data() + text.size(), parsed);
+      v = parsed;
+      return;
+    }
+    case LogField::Type::kFloat:
+    case LogField::Type::kSeconds:
+      v = field.number_value();  // NaN and infinities become null.
+      return;
+    case LogField::Type::kBool:
+      v = field.bool_value();
+      return;
+  }
+}
+
 }  // namespace
+
+LogField LogField::Seconds(std::string key, double seconds) {
+  return LogField(std::move(key), Type::kSeconds, seconds, 0);
+}
+
+LogField LogField::Fixed(std::string key, double value, int decimals) {
+  return LogField(std::move(key), Type::kFixed, value, std::clamp(decimals, 0, 17));
+}
+
+std::string LogField::Text() const {
+  switch (type_) {
+    case Type::kString:
+      return text_;
+    case Type::kInt:
+      return std::to_string(int_);
+    case Type::kUint:
+      return std::to_string(uint_);
+    case Type::kFloat: {
+      char buf[64];
+      auto [end, ec] = std::to_chars(buf, buf + sizeof buf, number_);
+      return ec == std::errc() ? std::string(buf, end) : std::string("NaN");
+    }
+    case Type::kFixed: {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%.*f", decimals_, number_);
+      return buf;
+    }
+    case Type::kBool:
+      return bool_ ? "true" : "false";
+    case Type::kSeconds:
+      return FormatSeconds(number_);
+  }
+  return text_;
+}
+
 
 bool ParseLogLevel(std::string_view word, LogLevel* level) {
   if (word == "debug") *level = LogLevel::kDebug;
@@ -139,25 +206,32 @@ EventLog::EventLog(FILE* out, LogFormat format, LogLevel min_level)
       journal_prefix_(out == stderr && std::getenv("JOURNAL_STREAM") != nullptr) {}
 
 static std::string FormatLine(LogFormat format, double unix_time, LogLevel level,
-                              const std::vector<std::pair<std::string, std::string>>& fields,
-                              const char* first_key) {
+                              const std::vector<LogField>& fields) {
   if (format == LogFormat::kJson) {
     nlohmann::ordered_json j;
     j["ts"] = FormatTimestamp(unix_time);
     j["level"] = LogLevelName(level);
-    for (const auto& [k, v] : fields) j[k] = v;
+    for (const LogField& field : fields) SetJson(&j, field);
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
   std::string line;
   AppendLogfmt(&line, "ts", FormatTimestamp(unix_time));
   AppendLogfmt(&line, "level", LogLevelName(level));
-  (void)first_key;
-  for (const auto& [k, v] : fields) AppendLogfmt(&line, k, v);
+  for (const LogField& field : fields) AppendLogfmt(&line, field.key(), field.Text());
   return line;
 }
 
 std::string EventLog::FormatEvent(const Event& event) const {
-  return FormatLine(format_, event.unix_time, event.level, EventFields(event), "event");
+  return FormatLine(format_, event.unix_time, event.level, EventFields(event));
+}
+
+std::string EventLog::FormatMessage(double unix_time, LogLevel level, std::string_view msg,
+                                    const std::vector<LogField>& fields) const {
+  std::vector<LogField> all;
+  all.reserve(fields.size() + 1);
+  all.emplace_back("msg", msg);
+  all.insert(all.end(), fields.begin(), fields.end());
+  return FormatLine(format_, unix_time, level, all);
 }
 
 void EventLog::Record(Event event) {
@@ -174,14 +248,9 @@ void EventLog::Record(Event event) {
   if (ring_.size() > kRingSize) ring_.pop_front();
 }
 
-void EventLog::Message(LogLevel level, std::string_view msg,
-                       const std::vector<std::pair<std::string, std::string>>& fields) {
+void EventLog::Message(LogLevel level, std::string_view msg, const std::vector<LogField>& fields) {
   if (!out_ || level < min_level_) return;
-  std::vector<std::pair<std::string, std::string>> all;
-  all.reserve(fields.size() + 1);
-  all.emplace_back("msg", std::string(msg));
-  all.insert(all.end(), fields.begin(), fields.end());
-  std::string line = FormatLine(format_, NowUnix(), level, all, "msg");
+  std::string line = FormatMessage(NowUnix(), level, msg, fields);
   std::lock_guard<std::mutex> lock(mu_);
   if (journal_prefix_) std::fprintf(out_, "<%d>", SyslogPriority(level));
   std::fprintf(out_, "%s\n", line.c_str());

@@ -7,6 +7,8 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -21,6 +23,74 @@ enum class LogFormat : uint8_t { kLogfmt, kJson };
 bool ParseLogLevel(std::string_view word, LogLevel* level);
 bool ParseLogFormat(std::string_view word, LogFormat* format);
 std::string_view LogLevelName(LogLevel level);  // "debug" | "info" | "warn" | "error"
+
+// One key=value of a log line. The value keeps its type: logfmt writes every
+// value as text, JSON writes numbers and booleans as JSON numbers and
+// booleans (`"retrans":0`, not `"retrans":"0"`), so log consumers (jq, Loki,
+// Elasticsearch) can compare and sum them. Build one from a key and a value
+// of any of these types: {"port", 9798}, {"file", path}, {"ok", true}; a
+// duration with LogField::Seconds, a measurement with LogField::Fixed.
+class LogField {
+ public:
+  enum class Type : uint8_t {
+    kString,
+    kInt,      // a signed integer
+    kUint,     // an unsigned integer
+    kFloat,    // a number: shortest text that reads back the same
+    kFixed,    // a number with `decimals` digits after the point
+    kBool,
+    kSeconds,  // a duration: logfmt "1.2s"/"420us", JSON a number of seconds
+  };
+
+  LogField(std::string key, std::string value)
+      : key_(std::move(key)), type_(Type::kString), text_(std::move(value)) {}
+  LogField(std::string key, const char* value) : LogField(std::move(key), std::string(value)) {}
+  LogField(std::string key, std::string_view value)
+      : LogField(std::move(key), std::string(value)) {}
+  LogField(std::string key, bool value) : key_(std::move(key)), type_(Type::kBool), bool_(value) {}
+  template <typename T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool> &&
+                                             !std::is_same_v<T, char>,
+                                         int> = 0>
+  LogField(std::string key, T value) : key_(std::move(key)) {
+    if constexpr (std::is_signed_v<T>) {
+      type_ = Type::kInt;
+      int_ = static_cast<int64_t>(value);
+    } else {
+      type_ = Type::kUint;
+      uint_ = static_cast<uint64_t>(value);
+    }
+  }
+  LogField(std::string key, double value)
+      : key_(std::move(key)), type_(Type::kFloat), number_(value) {}
+
+  static LogField Seconds(std::string key, double seconds);
+  static LogField Fixed(std::string key, double value, int decimals);
+
+  const std::string& key() const { return key_; }
+  Type type() const { return type_; }
+  // The value as logfmt writes it (before quoting).
+  std::string Text() const;
+  // Accessors by type (the others read 0, false or "").
+  const std::string& string_value() const { return text_; }
+  int64_t int_value() const { return int_; }
+  uint64_t uint_value() const { return uint_; }
+  double number_value() const { return number_; }  // kFloat, kFixed, kSeconds
+  bool bool_value() const { return bool_; }
+  int decimals() const { return decimals_; }
+
+ private:
+  LogField(std::string key, Type type, double number, int decimals)
+      : key_(std::move(key)), type_(type), number_(number), decimals_(decimals) {}
+
+  std::string key_;
+  Type type_ = Type::kString;
+  std::string text_;
+  int64_t int_ = 0;
+  uint64_t uint_ = 0;
+  double number_ = 0;
+  int decimals_ = 0;
+  bool bool_ = false;
+};
 
 // One target transition.
 struct Event {
@@ -53,9 +123,8 @@ class EventLog {
 
   // Writes the line (when at or above the level) and keeps the event in the ring.
   void Record(Event event);
-  // A daemon message that is not a target event: `msg` plus extra key/values.
-  void Message(LogLevel level, std::string_view msg,
-               const std::vector<std::pair<std::string, std::string>>& fields = {});
+  // A daemon message that is not a target event: `msg` plus extra fields.
+  void Message(LogLevel level, std::string_view msg, const std::vector<LogField>& fields = {});
 
   // Most recent first, at most `limit`.
   std::vector<Event> Recent(size_t limit = kRingSize) const;
@@ -63,6 +132,9 @@ class EventLog {
 
   // The line Record would write, without the newline (for tests).
   std::string FormatEvent(const Event& event) const;
+  // The line Message would write at `unix_time`, without the newline.
+  std::string FormatMessage(double unix_time, LogLevel level, std::string_view msg,
+                            const std::vector<LogField>& fields) const;
 
  private:
   FILE* out_;

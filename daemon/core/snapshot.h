@@ -20,7 +20,7 @@ struct TargetSnapshot {
   std::shared_ptr<const TargetConfig> config;
   TargetState state = TargetState::kBackoff;
   bool up = false;                 // connwatch_target_up
-  double last_change_unix = 0;     // last up/down change (start time when never up).
+  double last_change_unix = 0;     // last up/down change (when configured, before the first).
   std::string resolved_address;    // "10.0.0.5:6379" / "[::1]:80"; empty if never resolved.
   // The last event of this target (connect failure, disconnect or connect).
   bool has_last_event = false;

@@ -131,8 +131,8 @@ std::vector<std::string> Monitor::Start() {
   ready_ = true;
   log_->Message(LogLevel::kInfo, "config loaded",
                 {{"file", options_.config_path},
-                 {"targets", std::to_string(applied_->targets.size())},
-                 {"files", std::to_string(applied_->files.size())}});
+                 {"targets", applied_->targets.size()},
+                 {"files", applied_->files.size()}});
   return {};
 }
 
@@ -167,7 +167,7 @@ void Monitor::ShutdownInLoop() {
   }
   targets_.clear();
   ++targets_generation_;
-  log_->Message(LogLevel::kInfo, "shutting down", {{"connections_closed", std::to_string(closed)}});
+  log_->Message(LogLevel::kInfo, "shutting down", {{"connections_closed", closed}});
   ev_break(loop_, EVBREAK_ALL);
 }
 
@@ -328,13 +328,12 @@ void Monitor::FinishLoad(ConfigLoadResult& result, double load_seconds,
   if (shutting_down_) return;
   std::vector<std::string> errors;
   for (const auto& e : result.errors) errors.push_back(e.ToString());
-  char load_ms[32];
-  std::snprintf(load_ms, sizeof load_ms, "%.1f", load_seconds * 1000);
+  const LogField load_ms = LogField::Fixed("load_ms", load_seconds * 1000, 1);
   if (!errors.empty()) {
     last_reload_ok_ = false;
     for (const auto& e : errors) log_->Message(LogLevel::kError, "config error", {{"error", e}});
     log_->Message(LogLevel::kError, "reload failed; the previous config keeps running",
-                  {{"errors", std::to_string(errors.size())}, {"load_ms", load_ms}});
+                  {{"errors", errors.size()}, load_ms});
   } else {
     const double apply_start = MonoNow();
     if (matched_against == applied_.get()) {
@@ -343,14 +342,11 @@ void Monitor::FinishLoad(ConfigLoadResult& result, double load_seconds,
       Apply(*result.config, MatchTargets(applied_.get(), &*result.config));  // not expected
     }
     applied_ = std::make_shared<const Config>(std::move(*result.config));
-    char apply_ms[32];
-    std::snprintf(apply_ms, sizeof apply_ms, "%.1f", (MonoNow() - apply_start) * 1000);
+    const LogField apply_ms = LogField::Fixed("apply_ms", (MonoNow() - apply_start) * 1000, 1);
     last_reload_ok_ = true;
     last_reload_success_unix_ = UnixNow();
     log_->Message(LogLevel::kInfo, "config reloaded",
-                  {{"targets", std::to_string(targets_.size())},
-                   {"load_ms", load_ms},
-                   {"apply_ms", apply_ms}});
+                  {{"targets", targets_.size()}, load_ms, apply_ms});
   }
   std::vector<ReloadDone> waiters;
   waiters.swap(load_waiters_);
@@ -402,10 +398,7 @@ void Monitor::Apply(const Config& config, const std::vector<int32_t>& match) {
   }
   old.clear();
   log_->Message(LogLevel::kInfo, "targets applied",
-                {{"kept", std::to_string(kept)},
-                 {"changed", std::to_string(changed)},
-                 {"added", std::to_string(added)},
-                 {"removed", std::to_string(removed)}});
+                {{"kept", kept}, {"changed", changed}, {"added", added}, {"removed", removed}});
 }
 
 

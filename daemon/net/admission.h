@@ -42,6 +42,9 @@ class Admission {
   void Cancel(Ticket* ticket);
 
   size_t in_flight() const { return in_flight_; }
+  // The bucket's capacity, in seconds' worth of attempts at the configured
+  // rate (docs/CONFIG.md states it; a test holds the docs to it).
+  double bucket_seconds() const { return burst_ / rate_; }
   size_t queued() const { return queue_.size(); }
 
  private:

@@ -84,7 +84,8 @@ inline constexpr std::array<MetricDef, kMetricCount> kMetrics = {{
      "ICMP errors reported on the established connection while the kernel kept it (report_icmp, or the so_error probe), by reason."},
     {MetricId::kTargetLastChange, "connwatch_target_last_change_timestamp_seconds", MetricKind::kGauge,
      {"target"}, false,
-     "Unix time of the last up/down change of the target (daemon start when never up)."},
+     "Unix time of the last up/down change of the target; before the first, when the target was "
+     "configured (at start, or by the reload that added or changed it)."},
     {MetricId::kTargetRtt, "connwatch_target_rtt_seconds", MetricKind::kGauge, {"target"}, false,
      "Smoothed round-trip time of the current or last connection, from TCP_INFO."},
     {MetricId::kTargetRetransmits, "connwatch_target_retransmits_total", MetricKind::kCounter, {"target"},

@@ -18,6 +18,8 @@
 #include <memory>
 #include <tuple>
 
+#include "config/yaml_errors.h"
+
 namespace connwatch {
 
 namespace {
@@ -153,7 +155,16 @@ class Loader {
     try {
       root = YAML::Load(std::string(text));
     } catch (const YAML::Exception& e) {
-      ErrorAt(e.mark, "", "invalid YAML: " + e.msg);
+      if (e.mark.is_null()) {
+        ErrorAt(e.mark, "", "invalid YAML: " + e.msg);
+      } else {
+        // The same words for a syntax error as in the main config.
+        YamlProblem p = ExplainYamlError(text, e.mark.line + 1, e.mark.column + 1, e.msg);
+        YAML::Mark at;
+        at.line = p.line - 1;
+        at.column = p.column - 1;
+        ErrorAt(at, "", std::move(p.message));
+      }
       return Finish(std::move(config));
     }
     if (root.IsNull() || !root.IsDefined()) return Finish(std::move(config));  // empty file.

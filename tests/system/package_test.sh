@@ -55,33 +55,8 @@ fi
 echo "ok: built $(basename "$deb") ($(stat -c %s "$deb") bytes)"
 
 # --- Contents -----------------------------------------------------------------
-# Every path, with its mode and owner, exactly.
-cat >"$tmp/expected-files" <<'EOF'
-drwxr-xr-x root/root ./etc/
-drwxr-xr-x root/root ./etc/connwatch/
--rw-r--r-- root/root ./etc/connwatch/connwatch.yaml
-drwxr-xr-x root/root ./etc/connwatch/targets.d/
-drwxr-xr-x root/root ./lib/
-drwxr-xr-x root/root ./lib/systemd/
-drwxr-xr-x root/root ./lib/systemd/system/
--rw-r--r-- root/root ./lib/systemd/system/connwatch.service
-drwxr-xr-x root/root ./usr/
-drwxr-xr-x root/root ./usr/bin/
--rwxr-xr-x root/root ./usr/bin/connwatchd
-drwxr-xr-x root/root ./usr/share/
-drwxr-xr-x root/root ./usr/share/doc/
-drwxr-xr-x root/root ./usr/share/doc/connwatch/
--rw-r--r-- root/root ./usr/share/doc/connwatch/README.md
--rw-r--r-- root/root ./usr/share/doc/connwatch/changelog.Debian.gz
--rw-r--r-- root/root ./usr/share/doc/connwatch/copyright
-drwxr-xr-x root/root ./usr/share/doc/connwatch/examples/
--rw-r--r-- root/root ./usr/share/doc/connwatch/examples/example.yaml
-drwxr-xr-x root/root ./usr/share/man/
-drwxr-xr-x root/root ./usr/share/man/man5/
--rw-r--r-- root/root ./usr/share/man/man5/connwatch.yaml.5.gz
-drwxr-xr-x root/root ./usr/share/man/man8/
--rw-r--r-- root/root ./usr/share/man/man8/connwatchd.8.gz
-EOF
+# Every path, with its mode and owner, exactly (tests/system/package_files.txt).
+grep -v '^#' "$src/tests/system/package_files.txt" >"$tmp/expected-files"
 dpkg-deb -c "$deb" | awk '{ print $1, $2, $6 }' | sort -k3 >"$tmp/actual-files"
 if diff -u "$tmp/expected-files" "$tmp/actual-files" >"$tmp/files.diff"; then
   echo "ok: file list, modes and owners"
@@ -104,11 +79,17 @@ field() { dpkg-deb -f "$deb" "$1"; }
 [ "$(field Architecture)" = "$arch" ] || fail "Architecture is '$(field Architecture)'"
 [ "$(field Section)" = net ] || fail "Section is '$(field Section)'"
 depends=$(field Depends)
-for lib in libc6 libstdc++6 libev4 libyaml-cpp0.7 libprometheus-cpp-core1.0 libcivetweb1 \
-           libc-ares2 libre2-9 libsystemd0; do
-  sed -E 's/ \([^)]*\)//g; s/, /\n/g' <<<"$depends" | grep -qxF "$lib" ||
-    fail "Depends lacks $lib: $depends"
-done
+# Exactly the packages docs/PACKAGING.md lists ("today: libc-ares2, ...").
+actual_deps=$(sed -E 's/ \([^)]*\)//g; s/, /\n/g' <<<"$depends" | sort)
+documented_deps=$(tr '\n' ' ' <"$src/docs/PACKAGING.md" |
+  sed -nE 's/.*links \(`CPACK_DEBIAN_PACKAGE_SHLIBDEPS`\); today: (.*), each with the minimal.*/\1/p' |
+  sed -E 's/,? and /, /; s/ +/ /g; s/, /\n/g' | sort)
+if [ -z "$documented_deps" ]; then
+  fail "docs/PACKAGING.md: no \"today: ...\" list of Depends found"
+elif [ "$actual_deps" != "$documented_deps" ]; then
+  fail "Depends differs from docs/PACKAGING.md's list (- documented, + in the package):
+$(diff <(echo "$documented_deps") <(echo "$actual_deps") | grep '^[<>]' | sed 's/^</-/; s/^>/+/')"
+fi
 echo "ok: control: $(field Package) $(field Version) $(field Architecture); Depends: $depends"
 # The shipped unit and config are the sources, byte for byte.
 mkdir "$tmp/data"
@@ -117,6 +98,17 @@ cmp -s "$tmp/data/lib/systemd/system/connwatch.service" "$src/systemd/connwatch.
   fail "the packaged unit differs from systemd/connwatch.service"
 cmp -s "$tmp/data/etc/connwatch/connwatch.yaml" "$src/packaging/connwatch.yaml" ||
   fail "the packaged config differs from packaging/connwatch.yaml"
+cmp -s "$tmp/data/usr/share/connwatch/connwatch.schema.json" "$src/config/connwatch.schema.json" ||
+  fail "the packaged schema differs from config/connwatch.schema.json"
+# The example is the source's, but for the schema it points to: the installed one.
+sed 's#\$schema=./connwatch.schema.json#$schema=/usr/share/connwatch/connwatch.schema.json#' \
+  "$src/config/example.yaml" | cmp -s - "$tmp/data/usr/share/doc/connwatch/examples/example.yaml" ||
+  fail "the packaged example.yaml is not config/example.yaml with the installed schema's path"
+for f in etc/connwatch/connwatch.yaml usr/share/doc/connwatch/examples/example.yaml; do
+  schema=$(sed -nE '1s/^# yaml-language-server: \$schema=(.*)$/\1/p' "$tmp/data/$f")
+  [ -n "$schema" ] && [ -f "$tmp/data$schema" ] ||
+    fail "/$f points editors at the schema '$schema', which the package does not hold"
+done
 
 # --- Lint ---------------------------------------------------------------------
 # Errors fail; so do warnings, except those docs/PACKAGING.md explains.

@@ -8,6 +8,10 @@
 #  - the default /etc/connwatch/connwatch.yaml passes --check-config, watches
 #    nothing, includes targets.d/*.yaml, and its commented examples pass too
 #    once uncommented;
+#  - README.md's synopsis and flag table name every flag of --help, with its
+#    default, and no other;
+#  - every path of the package the docs promise is in its file list
+#    (tests/system/package_files.txt);
 #  - packaging/changelog's top entry is the binary's version.
 # Usage: packaging_files_test.sh SOURCE_DIR CONNWATCHD_BINARY PACKAGING_BUILD_DIR
 # (PACKAGING_BUILD_DIR holds the manual pages configured by packaging.cmake.)
@@ -69,6 +73,30 @@ while read -r flag default; do
 done < <(sed -nE 's/^ +(--[a-z.-]+) [A-Z]+(:\{[^}]*\})?=([^ ]+).*/\1 \3/p' <<<"$help")
 echo "ok: connwatchd(8) and --help checked (${#help_flags[@]} flags)"
 
+# 2b. README.md and --help agree: the synopsis and the flag table name every
+#     flag, and no other; the table gives each default.
+readme="$src/README.md"
+synopsis=$(awk '/^## Running it/ { on = 1 } on && /^```/ { n++; next } on && n == 1 { print } n == 2 { exit }' "$readme")
+mapfile -t synopsis_flags < <(grep -oE -- '--[a-z][a-z.-]*[a-z]' <<<"$synopsis" | sort -u)
+mapfile -t table_flags < <(sed -nE 's/^\| `(--[a-z][a-z.-]*[a-z])` \|.*/\1/p' "$readme" | sort -u)
+for f in "${help_flags[@]}"; do
+  [ "$f" = --help ] && continue
+  printf '%s\n' "${synopsis_flags[@]}" | grep -qxF -- "$f" || fail "README.md's synopsis lacks $f"
+  printf '%s\n' "${table_flags[@]}" | grep -qxF -- "$f" || fail "README.md's flag table lacks $f"
+done
+for f in "${synopsis_flags[@]}" "${table_flags[@]}"; do
+  printf '%s\n' "${help_flags[@]}" | grep -qxF -- "$f" ||
+    fail "README.md documents $f, which connwatchd --help does not list"
+done
+while read -r flag default; do
+  grep -qE -- "^\| \`${flag//./\\.}\` \| \`${default//./\\.}\` \|" "$readme" ||
+    fail "README.md's flag table does not give $flag's default \`$default\`"
+done < <(sed -nE 's/^ +(--[a-z.-]+) [A-Z]+(:\{[^}]*\})?=([^ ]+).*/\1 \3/p' <<<"$help")
+if [ ${#table_flags[@]} -lt 8 ]; then
+  fail "found only ${#table_flags[@]} flags in README.md's table"
+fi
+echo "ok: README.md and --help checked (${#table_flags[@]} flags in the table)"
+
 # 3. connwatch.yaml(5) names every key of docs/CONFIG.md's tables.
 mapfile -t keys < <(sed -nE 's/^\| `([a-z_.]+)` \|.*/\1/p' "$src/docs/CONFIG.md" | sort -u)
 if [ ${#keys[@]} -lt 15 ]; then
@@ -102,7 +130,35 @@ else
   fail "the default config's examples, uncommented, must pass --check-config: $out"
 fi
 
-# 5. The changelog names the version the binary reports.
+# 5. Every path of the package that the docs, man pages, unit and shipped
+#    configs promise is in the package's file list (tests/system/package_files.txt,
+#    which package_test.sh holds the .deb to). Under /usr and /lib that is every
+#    path naming connwatch; under /etc/connwatch the conffile and targets.d
+#    (other files there are the administrator's). A glob stands for its directory.
+files="$src/tests/system/package_files.txt"
+checked=0
+while IFS=: read -r where path; do
+  path=${path%%[.,;:)\`\"\']}
+  path=${path%%[.,;:)\`\"\']}
+  case $path in
+    /usr/*connwatch* | /lib/*connwatch*) ;;
+    /etc/connwatch | /etc/connwatch/ | /etc/connwatch/connwatch.yaml) ;;
+    /etc/connwatch/targets.d | /etc/connwatch/targets.d/ | /etc/connwatch/targets.d/*[*?[]*) ;;
+    *) continue ;;
+  esac
+  path=$(sed -E 's#/[^/]*[*?[].*$##; s#/$##' <<<"$path")
+  checked=$((checked + 1))
+  grep -qE "^[^#].* \.${path//./\\.}/?\$" "$files" ||
+    fail "$where names $path, which the package does not install (tests/system/package_files.txt)"
+done < <(cd "$src" && grep -oHE '(/usr|/lib|/etc/connwatch)(/[A-Za-z0-9_.*?+-]+)*/?' \
+           README.md docs/*.md packaging/man/*.in systemd/connwatch.service \
+           packaging/connwatch.yaml config/example.yaml packaging/packaging.cmake | sort -u)
+if [ $checked -lt 10 ]; then
+  fail "found only $checked promised paths in the docs"
+fi
+echo "ok: $checked paths the docs promise are in the package's file list"
+
+# 6. The changelog names the version the binary reports.
 version=$("$binary" --version | sed -nE 's/^connwatchd ([^ ]+) .*/\1/p')
 top=$(sed -nE '1s/^connwatch \(([^)-]+)-[^)]+\).*/\1/p' "$src/packaging/changelog")
 if [ -n "$version" ] && [ "$version" = "$top" ]; then

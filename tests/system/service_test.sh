@@ -8,9 +8,11 @@
 # address and by name (/etc/hosts through c-ares) come up; STATUS= shows them;
 # /metrics answers, process_start_time_seconds is sane (/proc/stat readable);
 # `systemctl reload` with a broken file fails and the service runs on; with a
-# good file it applies it; TLS works with the key handed over by
-# LoadCredential= (the recipe in docs/SYSTEMD.md); a stopped (stuck) daemon is
-# killed by the watchdog and restarted; `systemctl stop` ends it cleanly.
+# good file it applies it; with a drop-in that moves the config, reload checks
+# the moved file (not the default path); TLS works with the key handed over
+# by LoadCredential= from /etc/credstore (the recipe in docs/SYSTEMD.md), and
+# reload checks that web config too; a stopped (stuck) daemon is killed by the
+# watchdog and restarted; `systemctl stop` ends it cleanly.
 #
 # Needs root and systemd-nspawn (package systemd-container); skipped (77)
 # otherwise. Usage: service_test.sh BUILD_DIR (what `cmake --install` installs
@@ -172,20 +174,60 @@ else
   fail "reload with a good file: $out; StatusText '$(prop StatusText)'"
 fi
 
+# --- A drop-in that moves the config (docs/SYSTEMD.md): reload follows it ---------
+mkdir -p "$root/etc/systemd/system/connwatch.service.d" "$root/etc/connwatch/site"
+printf 'targets:\n  - name: moved\n    address: 127.0.0.1:9798\n    startup_jitter: 0s\n' \
+  >"$root/etc/connwatch/site/watch.yaml"
+cat >"$root/etc/systemd/system/connwatch.service.d/flags.conf" <<'EOF2'
+[Service]
+ExecStart=
+ExecStart=/usr/bin/connwatchd --config.file=/etc/connwatch/site/watch.yaml --log.level=warn
+EOF2
+in_ct systemctl daemon-reload
+if out=$(in_ct systemctl restart connwatch.service 2>&1) && wait_until 10 status_is "1/1 targets up"; then
+  echo "ok: started from a drop-in with --config.file=/etc/connwatch/site/watch.yaml"
+else
+  fail "restart with the flags drop-in: $out; StatusText '$(prop StatusText)'"
+fi
+# The default path is broken, the running config is fine: the reload passes.
+cp "$root/etc/connwatch/connwatch.yaml" "$tmp/default.yaml"
+printf 'targets:\n  - adress: 127.0.0.1:1\n' >"$root/etc/connwatch/connwatch.yaml"
+printf '  - name: moved-2\n    address: 127.0.0.1:9798\n    startup_jitter: 0s\n' \
+  >>"$root/etc/connwatch/site/watch.yaml"
+if out=$(in_ct systemctl reload connwatch.service 2>&1) && wait_until 10 status_is "2/2 targets up"; then
+  echo "ok: reload checks the running --config.file, not the default path: $(prop StatusText)"
+else
+  fail "reload with the moved config: $out; StatusText '$(prop StatusText)' $(in_ct journalctl -u connwatch --no-pager | tail -n 5)"
+fi
+cp "$tmp/default.yaml" "$root/etc/connwatch/connwatch.yaml"
+printf '  - adress: 127.0.0.1:1\n' >>"$root/etc/connwatch/site/watch.yaml"
+if in_ct systemctl reload connwatch.service >/dev/null 2>&1; then
+  fail "systemctl reload succeeded with a broken file at the running --config.file"
+else
+  echo "ok: reload fails for a broken file at the running --config.file"
+fi
+[ "$(prop ActiveState)" = active ] || fail "the service is $(prop ActiveState) after a failed reload"
+rm -r "$root/etc/systemd/system/connwatch.service.d/flags.conf" "$root/etc/connwatch/site"
+in_ct systemctl daemon-reload
+
 # --- TLS with the key handed over as a credential (docs/SYSTEMD.md) ---------------
+# The key and certificate live in /etc/credstore (root only), which purging
+# the package leaves alone; web.yaml is configuration in /etc/connwatch.
 if command -v openssl >/dev/null; then
   etc=$root/etc/connwatch
+  store=$root/etc/credstore
+  mkdir -p -m 700 "$store"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -keyout "$etc/tls.key" -out "$etc/tls.crt" >/dev/null 2>&1
-  chmod 600 "$etc/tls.key"  # root only: the dynamic user cannot read it in place
+    -subj /CN=localhost -keyout "$store/connwatch.tls.key" -out "$store/connwatch.tls.crt" >/dev/null 2>&1
+  chmod 600 "$store/connwatch.tls.key"  # root only: the dynamic user cannot read it in place
   printf 'tls_server_config:\n  cert_file: %s\n  key_file: %s\n' \
     /run/credentials/connwatch.service/tls.crt /run/credentials/connwatch.service/tls.key \
     >"$etc/web.yaml"
   mkdir -p "$root/etc/systemd/system/connwatch.service.d"
   cat >"$root/etc/systemd/system/connwatch.service.d/tls.conf" <<'EOF2'
 [Service]
-LoadCredential=tls.crt:/etc/connwatch/tls.crt
-LoadCredential=tls.key:/etc/connwatch/tls.key
+LoadCredential=tls.crt:/etc/credstore/connwatch.tls.crt
+LoadCredential=tls.key:/etc/credstore/connwatch.tls.key
 ExecStart=
 ExecStart=/usr/bin/connwatchd --config.file=/etc/connwatch/connwatch.yaml --web.config.file=/etc/connwatch/web.yaml
 EOF2
@@ -193,11 +235,29 @@ EOF2
   if out=$(in_ct systemctl restart connwatch.service 2>&1) &&
      hs=$(nsenter -t "$leader" -n openssl s_client -connect 127.0.0.1:9798 -brief </dev/null 2>&1) &&
      grep -q 'Protocol version' <<<"$hs"; then
-    echo "ok: TLS with LoadCredential= ($(grep 'Protocol version' <<<"$hs"))"
+    echo "ok: TLS with LoadCredential= from /etc/credstore ($(grep 'Protocol version' <<<"$hs"))"
   else
     fail "TLS with LoadCredential=: $out $hs $(in_ct journalctl -u connwatch --no-pager | tail -n 5)"
   fi
-  rm "$root/etc/systemd/system/connwatch.service.d/tls.conf"
+  # The reload check reads the web config the daemon runs with (and the
+  # credentials it names): a key that is not there fails the reload.
+  if out=$(in_ct systemctl reload connwatch.service 2>&1); then
+    echo "ok: reload with the web config passes its check"
+  else
+    fail "reload with a good web config: $out $(in_ct journalctl -u connwatch --no-pager | tail -n 5)"
+  fi
+  sed -i 's#tls.key$#missing.key#' "$etc/web.yaml"
+  journal_names_missing_key() {
+    in_ct journalctl -u connwatch.service --no-pager | grep -q 'cannot read "/run/credentials/connwatch.service/missing.key"'
+  }
+  if in_ct systemctl reload connwatch.service >/dev/null 2>&1; then
+    fail "systemctl reload succeeded with a broken --web.config.file"
+  elif wait_until 5 journal_names_missing_key; then
+    echo "ok: reload fails for a broken web config of the running daemon (the journal names the missing key)"
+  else
+    fail "the reload failed, but the journal does not name the missing key: $(in_ct journalctl -u connwatch --no-pager | tail -n 5)"
+  fi
+  rm "$root/etc/systemd/system/connwatch.service.d/tls.conf" "$etc/web.yaml"
   in_ct systemctl daemon-reload
 else
   echo "skipped: TLS (no openssl)"
