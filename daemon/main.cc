@@ -116,7 +116,9 @@ int main(int argc, char** argv) {
     http_options.web = std::move(*web.config);
   }
 
-  connwatch::Monitor monitor({flags.config_file, flags.dns_servers, 0}, &log);
+  connwatch::Monitor monitor(
+      {flags.config_file, flags.dns_servers, 0, connwatch::HttpServer::FdsNeeded(http_options)},
+      &log);
   // Before anything can tell systemd we are ready: a SIGHUP or SIGTERM from
   // then on is queued by libev and handled once the loop runs, never fatal.
   monitor.InstallSignalHandlers();
@@ -128,14 +130,20 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  const bool http_options_tls = http_options.web.tls.has_value();
   connwatch::HttpServer http(std::move(http_options), monitor, log);
   std::string http_error = http.Start();
   if (!http_error.empty()) {
     log.Message(connwatch::LogLevel::kError, "cannot serve HTTP", {{"error", http_error}});
     return 1;
   }
+  std::string bound;
+  for (const std::string& name : http.listening()) bound += (bound.empty() ? "" : ",") + name;
   log.Message(connwatch::LogLevel::kInfo, "listening",
-              {{"address", flags.listen_address}, {"port", std::to_string(http.port())}});
+              {{"address", flags.listen_address},
+               {"port", std::to_string(http.port())},
+               {"bound", bound},
+               {"tls", http_options_tls ? "true" : "false"}});
 
   connwatch::ServiceNotifier notifier(monitor.loop(), [&monitor] { return monitor.StatusLine(); });
   monitor.SetReloadHook([&notifier](bool begin) {

@@ -111,7 +111,6 @@ struct Server {
     connwatch::HttpServerOptions options;
     options.listen_address = "127.0.0.1:0";
     options.enable_lifecycle = true;
-    options.num_threads = 4;
     options.request_timeout_ms = 2000;
     server = std::make_unique<connwatch::HttpServer>(options, daemon, events);
     std::string error = server->Start();

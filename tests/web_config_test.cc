@@ -421,15 +421,6 @@ TEST_F(WebConfigServer, PlainHttpToTheTlsListenerGetsNoHttpAnswer) {
   EXPECT_EQ(HttpsRequest(server_->port(), ca(), "/-/healthy").status, 200);
 }
 
-TEST_F(WebConfigServer, TheLoopbackBackendRefusesClientsThatBypassTls) {
-  Start(Config(true));
-  ASSERT_NE(server_->BackendPortForTest(), server_->port());
-  HttpResponse r = HttpGet(kHost, server_->BackendPortForTest(), "/metrics");
-  ASSERT_TRUE(r.ok()) << r.error;
-  EXPECT_EQ(r.status, 403);
-  EXPECT_EQ(r.body.find("connwatch_"), std::string::npos);
-}
-
 TEST_F(WebConfigServer, MinVersionRefusesOlderClients) {
   WebConfig web = Config(true);
   web.tls->min_version = TlsVersion::kTls13;
