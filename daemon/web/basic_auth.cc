@@ -63,7 +63,7 @@ BasicAuthenticator::BasicAuthenticator(std::vector<BasicAuthUser> users, BasicAu
                        sizeof salt) != nullptr) {
     const Clock::time_point start = Clock::now();
     dummy_hash_ = CryptR("connwatch: no such user", salt);
-    max_cost_time_ = Clock::now() - start;
+    NoteMaxCostTime(Clock::now() - start);
   }
   // Without a random salt (no entropy source) the dummy stays empty: crypt_r
   // then fails at once and unknown users are refused, faster than known ones.
@@ -160,8 +160,7 @@ BasicAuthenticator::Verdict BasicAuthenticator::Verify(std::string_view user,
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (BcryptCost(hash) >= max_cost_) {
-      // Smoothed over the checks at the highest cost (the dummy's included).
-      max_cost_time_ = max_cost_time_.count() == 0 ? took : (max_cost_time_ * 7 + took) / 8;
+      NoteMaxCostTime(took);
     } else {
       target = max_cost_time_;
     }
@@ -175,6 +174,18 @@ BasicAuthenticator::Verdict BasicAuthenticator::Verify(std::string_view user,
     verified_.insert(key);
   }
   return match ? Verdict::kOk : Verdict::kDenied;
+}
+
+void BasicAuthenticator::NoteMaxCostTime(std::chrono::nanoseconds took) {
+  // The median of the last five follows the machine's load quickly and is
+  // not thrown by one check that was descheduled.
+  recent_[recent_count_ % std::size(recent_)] = took;
+  ++recent_count_;
+  const size_t n = std::min(recent_count_, std::size(recent_));
+  std::chrono::nanoseconds sorted[std::size(recent_)];
+  std::copy(recent_, recent_ + n, sorted);
+  std::sort(sorted, sorted + n);
+  max_cost_time_ = sorted[n / 2];
 }
 
 BasicAuthenticator::Stats BasicAuthenticator::stats() const {

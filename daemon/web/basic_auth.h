@@ -8,8 +8,8 @@
 // Every check is therefore made to take as long as a check at the highest
 // configured cost: an unknown user is checked against a dummy hash of that
 // cost (made at start with a random salt), and a known user whose hash has a
-// lower cost waits out the difference (asleep, no CPU), measured from the
-// checks at the highest cost.
+// lower cost waits out the difference (asleep, no CPU): until the median of
+// the last five checks at the highest cost would have ended.
 //
 // Work: bcrypt runs on at most `max_concurrent` threads at once; a check
 // waits at most `max_wait` for a turn and at most `max_waiting` checks wait,
@@ -73,6 +73,8 @@ class BasicAuthenticator {
   bool Bcrypt(const std::string& password, const std::string& hash, bool* match,
               std::chrono::steady_clock::time_point* began, std::chrono::nanoseconds* took);
 
+  void NoteMaxCostTime(std::chrono::nanoseconds took);  // under mu_ (or in the constructor).
+
   const std::vector<BasicAuthUser> users_;
   const BasicAuthLimits limits_;
   int max_cost_ = 0;
@@ -82,7 +84,10 @@ class BasicAuthenticator {
   std::condition_variable turn_;
   size_t running_ = 0, waiting_ = 0;
   std::unordered_set<std::string> verified_;  // digests of good credentials.
-  // Time of one check at max_cost_, smoothed; 0 until one ran.
+  // The last few times of a check at max_cost_ (ring), and their median:
+  // what a check of a cheaper hash is padded to.
+  std::chrono::nanoseconds recent_[5]{};
+  size_t recent_count_ = 0;
   std::chrono::nanoseconds max_cost_time_{0};
   Stats stats_;
 };
