@@ -306,7 +306,7 @@ TEST_F(HttpServerTest, MetricsServesTheExposition) {
     auto cut = [](const std::string& text) { return text.substr(0, text.find("# HELP process_")); };
     EXPECT_EQ(cut(r.body), cut(RenderMetrics(*daemon_.GetSnapshot())));
   }
-  // Exactly one Date header, ours (civetweb would add its own without it).
+  // Exactly one Date header, in the IMF-fixdate form.
   int dates = 0;
   for (const auto& [name, value] : r.headers) dates += strcasecmp(name.c_str(), "Date") == 0;
   EXPECT_EQ(dates, 1);

@@ -104,8 +104,8 @@ field() { dpkg-deb -f "$deb" "$1"; }
 [ "$(field Architecture)" = "$arch" ] || fail "Architecture is '$(field Architecture)'"
 [ "$(field Section)" = net ] || fail "Section is '$(field Section)'"
 depends=$(field Depends)
-for lib in libc6 libstdc++6 libev4 libyaml-cpp0.7 libprometheus-cpp-core1.0 libcivetweb1 \
-           libc-ares2 libre2-9 libsystemd0; do
+for lib in libc6 libstdc++6 libev4 libyaml-cpp0.7 libprometheus-cpp-core1.0 libmicrohttpd12 \
+           libgnutls30 libc-ares2 libre2-9 libsystemd0; do
   sed -E 's/ \([^)]*\)//g; s/, /\n/g' <<<"$depends" | grep -qxF "$lib" ||
     fail "Depends lacks $lib: $depends"
 done
