@@ -13,6 +13,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <signal.h>
+
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -24,6 +27,7 @@
 #include <vector>
 
 #include "http_client.h"
+#include "test_peer.h"
 #include "test_util.h"
 #include "web/http_server.h"
 
@@ -503,6 +507,57 @@ TEST_F(HttpSurface, StopEndsFollowersAtOnce) {
   server_->Stop();
   EXPECT_LT(Clock::now() - start, milliseconds(2000));
   EXPECT_TRUE(f.WaitFor("event: shutdown", milliseconds(1000)) || f.closed()) << f.received();
+}
+
+// --- The descriptor reserve, in the daemon ------------------------------------
+
+// Targets may not take the descriptors the HTTP server needs: with a limit of
+// 700 and 600 targets, the targets get 350 (the reserve, 64 + 288 for HTTP,
+// capped at half the limit) and three flooding client addresses holding 32
+// connections each still leave room for scrapes. With the old reserve of 64
+// the targets took 600 and the flood took the rest.
+TEST(HttpSurfaceDaemon, TheFdReserveKeepsScrapesAnsweredWhenTargetsWantEveryDescriptor) {
+  testing::TestPeer peer;
+  ASSERT_EQ(peer.Start(), "");
+  testing::TempDir dir;
+  std::string config = "targets:\n";
+  for (int i = 0; i < 600; ++i) {
+    config += "  - {name: t" + std::to_string(i) + ", address: '127.0.0.1:" +
+              std::to_string(peer.port()) + "'}\n";
+  }
+  const std::string path = dir.Write("connwatch.yaml", config);
+  testing::Subprocess d({"/usr/bin/prlimit", "--nofile=700:700", "--", CONNWATCHD_BINARY,
+                         "--config.file=" + path, "--web.listen-address=127.0.0.1:0",
+                         "--log.level=info"});
+  const std::string listening = d.WaitForLine("msg=listening", milliseconds(20000));
+  ASSERT_FALSE(listening.empty()) << d.Output().substr(0, 2000);
+  const int port = std::stoi(testing::LogfmtValue(listening, "port"));
+  // Every target that fits is up (the others fail with local_error).
+  auto up_count = [&] {
+    HttpResponse m = HttpGet(kHost, port, "/metrics", milliseconds(5000));
+    const std::string key = "connwatch_targets{state=\"up\"} ";
+    const size_t at = m.body.find(key);
+    return at == std::string::npos ? -1 : std::atoi(m.body.c_str() + at + key.size());
+  };
+  ASSERT_TRUE(WaitFor([&] { return up_count() >= 340; }, milliseconds(20000)))
+      << "up: " << up_count() << "\n" << d.Output().substr(0, 2000);
+  EXPECT_FALSE(d.WaitForLine("reason=local_error", milliseconds(5000)).empty());
+  const int up = up_count();
+  EXPECT_LE(up, 350) << "target sockets past the budget";
+
+  std::vector<int> flood;
+  for (const char* source : {"127.0.0.2", "127.0.0.3", "127.0.0.4"}) {
+    for (int i = 0; i < 40; ++i) flood.push_back(IdleConnection(source, port));
+  }
+  for (int i = 0; i < 5; ++i) {
+    const auto start = Clock::now();
+    HttpResponse r = HttpGet(kHost, port, "/metrics", milliseconds(1500));
+    EXPECT_EQ(r.status, 200) << "scrape " << i << " with 96 flood connections held: " << r.error;
+    EXPECT_LT(Clock::now() - start, milliseconds(1000));
+  }
+  for (int fd : flood) close(fd);
+  d.Signal(SIGTERM);
+  EXPECT_EQ(d.Wait(milliseconds(10000)), 0) << d.Output().substr(0, 2000);
 }
 
 }  // namespace
