@@ -376,9 +376,10 @@ class WebConfigServer : public ::testing::Test {
     web.basic_auth_users = std::move(users);
     return web;
   }
-  void Start(WebConfig web) {
+  void Start(WebConfig web, int request_timeout_ms = 3000) {
     HttpServerOptions options;
     options.listen_address = "127.0.0.1:0";
+    options.request_timeout_ms = request_timeout_ms;
     options.web = std::move(web);
     server_ = std::make_unique<HttpServer>(std::move(options), daemon_, log_);
     ASSERT_EQ(server_->Start(), "");
@@ -419,6 +420,67 @@ TEST_F(WebConfigServer, PlainHttpToTheTlsListenerGetsNoHttpAnswer) {
   EXPECT_EQ(r.status, 0);
   // The server is still fine afterwards.
   EXPECT_EQ(HttpsRequest(server_->port(), ca(), "/-/healthy").status, 200);
+}
+
+// True once the server closed `fd` within `timeout`.
+bool ClosedWithin(int fd, milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[4096];
+  while (true) {
+    ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      return true;
+    }
+    const int left = http_client_internal::RemainingMs(deadline);
+    if (left == 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    poll(&p, 1, left);
+  }
+}
+
+TEST_F(WebConfigServer, AHandshakeThatNeverEndsIsCutOffAtTheRequestDeadline) {
+  Start(Config(true), /*request_timeout_ms=*/500);
+  std::string error;
+  int fd = http_client_internal::Connect(kHost, server_->port(),
+                                         std::chrono::steady_clock::now() + milliseconds(5000),
+                                         &error);
+  ASSERT_GE(fd, 0) << error;
+  // A ClientHello record header announcing 512 bytes, then a byte every 50 ms.
+  const std::string hello("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);
+  const auto start = std::chrono::steady_clock::now();
+  bool closed = false;
+  for (size_t i = 0; i < 200 && !closed; ++i) {
+    const char byte = i < hello.size() ? hello[i] : 'x';
+    if (send(fd, &byte, 1, MSG_NOSIGNAL) != 1) break;
+    closed = ClosedWithin(fd, milliseconds(50));
+  }
+  if (!closed) closed = ClosedWithin(fd, milliseconds(2000));
+  const auto took =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
+  EXPECT_TRUE(closed) << "a trickled handshake is still open after " << took.count() << " ms";
+  EXPECT_LT(took, milliseconds(2000));
+  close(fd);
+  EXPECT_EQ(HttpsRequest(server_->port(), ca(), "/-/healthy").status, 200);
+}
+
+TEST_F(WebConfigServer, TlsScrapesAreAnsweredDuringAFloodOfIdleConnections) {
+  Start(Config(true));
+  std::vector<int> flood;
+  for (int i = 0; i < 200; ++i) {
+    std::string error;
+    int fd = http_client_internal::Connect(
+        kHost, server_->port(), std::chrono::steady_clock::now() + milliseconds(5000), &error,
+        "127.0.0.2");
+    ASSERT_GE(fd, 0) << error;
+    flood.push_back(fd);
+  }
+  for (int i = 0; i < 5; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    HttpResponse r = HttpsRequest(server_->port(), ca(), "/metrics");
+    EXPECT_EQ(r.status, 200) << "scrape " << i << " during the flood: " << r.error;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(1000)) << "scrape " << i;
+  }
+  for (int fd : flood) close(fd);
 }
 
 TEST_F(WebConfigServer, MinVersionRefusesOlderClients) {
