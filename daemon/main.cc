@@ -67,7 +67,8 @@ int main(int argc, char** argv) {
   app.add_option("--config.file", flags.config_file, "Configuration file (YAML)")
       ->capture_default_str();
   app.add_option("--web.listen-address", flags.listen_address,
-                 "Address to serve /metrics, the API and health endpoints on")
+                 "Address to serve /metrics, the API and health endpoints on "
+                 "(:port for every address, IPv4 and IPv6; [ipv6]:port; host:port)")
       ->capture_default_str();
   app.add_flag("--web.enable-lifecycle", flags.enable_lifecycle,
                "Enable POST /-/reload");

@@ -3,7 +3,6 @@
 
 #include "web/basic_auth.h"
 
-#include <crypt.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -23,28 +22,10 @@ using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
 std::string Bcrypt(const std::string& password, unsigned long cost) {
-  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
-  if (!crypt_gensalt_rn("$2b$", cost, nullptr, 0, salt, sizeof salt)) return "";
-  crypt_data data;
-  std::memset(&data, 0, sizeof data);
-  const char* hash = crypt_r(password.c_str(), salt, &data);
-  return hash ? hash : "";
+  return testing::BcryptHash(password, cost);
 }
-
 std::string Header(const std::string& user, const std::string& password) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string in = user + ":" + password, out;
-  for (size_t i = 0; i < in.size(); i += 3) {
-    uint32_t n = static_cast<uint8_t>(in[i]) << 16;
-    if (i + 1 < in.size()) n |= static_cast<uint8_t>(in[i + 1]) << 8;
-    if (i + 2 < in.size()) n |= static_cast<uint8_t>(in[i + 2]);
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += i + 1 < in.size() ? kAlphabet[(n >> 6) & 63] : '=';
-    out += i + 2 < in.size() ? kAlphabet[n & 63] : '=';
-  }
-  return "Basic " + out;
+  return testing::BasicAuthHeader(user, password);
 }
 
 // Median wall times of failed checks with each of `headers`, measured in

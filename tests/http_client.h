@@ -285,6 +285,24 @@ inline HttpResponse HttpGet(const std::string& host, int port, const std::string
   return HttpRequest(host, port, "GET", path, "", timeout);
 }
 
+// True once the server closed `fd` (EOF or reset) within `timeout`; what
+// it sent before is read and dropped.
+inline bool ClosedWithin(int fd, std::chrono::milliseconds timeout) {
+  namespace internal = http_client_internal;
+  const auto deadline = internal::Clock::now() + timeout;
+  char buf[4096];
+  while (true) {
+    ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      return true;
+    }
+    const int left = internal::RemainingMs(deadline);
+    if (left == 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    poll(&p, 1, left);
+  }
+}
+
 // GET from the local address `source` (e.g. "127.0.0.2").
 inline HttpResponse HttpGetFrom(const std::string& source, const std::string& host, int port,
                                 const std::string& path,

@@ -142,22 +142,6 @@ int IdleConnection(const std::string& source, int port) {
   return fd;
 }
 
-// True once the server closed `fd` (EOF or reset) within `timeout`.
-bool ClosedWithin(int fd, milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  char buf[4096];
-  while (true) {
-    ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-      return true;
-    }
-    const int left = http_client_internal::RemainingMs(deadline);
-    if (left == 0) return false;
-    pollfd p{fd, POLLIN, 0};
-    poll(&p, 1, left);
-  }
-}
-
 // --- IPv6 and dual stack ---------------------------------------------------
 
 TEST_F(HttpSurface, ServesIpv6AndDualStack) {

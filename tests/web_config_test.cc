@@ -65,31 +65,10 @@ void MakeCertificate(const TempDir& dir, const std::string& name) {
   ASSERT_EQ(status, 0) << out;
 }
 
-// A bcrypt hash of `password` (cost 4: fast, and as valid as 10 or 12).
 std::string Bcrypt(const std::string& password, const char* prefix = "$2b$") {
-  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
-  if (!crypt_gensalt_rn(prefix, 4, nullptr, 0, salt, sizeof salt)) return "";
-  crypt_data data;
-  std::memset(&data, 0, sizeof data);
-  const char* hash = crypt_r(password.c_str(), salt, &data);
-  return hash ? hash : "";
+  return testing::BcryptHash(password, 4, prefix);
 }
-
-std::string BasicHeader(const std::string& user, const std::string& password) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string in = user + ":" + password, out;
-  for (size_t i = 0; i < in.size(); i += 3) {
-    uint32_t n = static_cast<uint8_t>(in[i]) << 16;
-    if (i + 1 < in.size()) n |= static_cast<uint8_t>(in[i + 1]) << 8;
-    if (i + 2 < in.size()) n |= static_cast<uint8_t>(in[i + 2]);
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += i + 1 < in.size() ? kAlphabet[(n >> 6) & 63] : '=';
-    out += i + 2 < in.size() ? kAlphabet[n & 63] : '=';
-  }
-  return "Basic " + out;
-}
+using testing::BasicAuthHeader;
 
 // --- Parsing --------------------------------------------------------------
 
@@ -259,18 +238,18 @@ TEST(WebConfig, Base64) {
 TEST(WebConfig, BasicAuthAcceptsOnlyTheRightPassword) {
   BasicAuthenticator auth({{"alice", Bcrypt("s3cret:with colon")}, {"bob", Bcrypt("pw", "$2y$")}});
   ASSERT_TRUE(auth.enabled());
-  EXPECT_TRUE(auth.Check(BasicHeader("alice", "s3cret:with colon")));
-  EXPECT_TRUE(auth.Check(BasicHeader("alice", "s3cret:with colon")));      // remembered.
-  EXPECT_TRUE(auth.Check("basic " + BasicHeader("bob", "pw").substr(6)));  // scheme any case.
-  EXPECT_FALSE(auth.Check(BasicHeader("alice", "s3cret")));
-  EXPECT_FALSE(auth.Check(BasicHeader("alice", "")));
-  EXPECT_FALSE(auth.Check(BasicHeader("bob", "s3cret:with colon")));
-  EXPECT_FALSE(auth.Check(BasicHeader("carol", "pw")));
+  EXPECT_TRUE(auth.Check(BasicAuthHeader("alice", "s3cret:with colon")));
+  EXPECT_TRUE(auth.Check(BasicAuthHeader("alice", "s3cret:with colon")));      // remembered.
+  EXPECT_TRUE(auth.Check("basic " + BasicAuthHeader("bob", "pw").substr(6)));  // scheme any case.
+  EXPECT_FALSE(auth.Check(BasicAuthHeader("alice", "s3cret")));
+  EXPECT_FALSE(auth.Check(BasicAuthHeader("alice", "")));
+  EXPECT_FALSE(auth.Check(BasicAuthHeader("bob", "s3cret:with colon")));
+  EXPECT_FALSE(auth.Check(BasicAuthHeader("carol", "pw")));
   EXPECT_FALSE(auth.Check(""));
   EXPECT_FALSE(auth.Check("Bearer abc"));
   EXPECT_FALSE(auth.Check("Basic !!!!"));
   EXPECT_FALSE(auth.Check("Basic YWxpY2U="));  // no colon.
-  EXPECT_FALSE(auth.Check(BasicHeader("alice", std::string("s3cret:with colon\0x", 19))));
+  EXPECT_FALSE(auth.Check(BasicAuthHeader("alice", std::string("s3cret:with colon\0x", 19))));
 
   BasicAuthenticator none({});
   EXPECT_FALSE(none.enabled());
@@ -285,8 +264,8 @@ TEST(WebConfig, BcryptHashesFromOtherToolsVerify) {
   for (const char* prefix : {"$2a$", "$2b$", "$2y$"}) {
     std::string hash = prefix + vector.substr(4);
     BasicAuthenticator auth({{"u", hash}});
-    EXPECT_TRUE(auth.Check(BasicHeader("u", "U*U"))) << hash;
-    EXPECT_FALSE(auth.Check(BasicHeader("u", "U*V"))) << hash;
+    EXPECT_TRUE(auth.Check(BasicAuthHeader("u", "U*U"))) << hash;
+    EXPECT_FALSE(auth.Check(BasicAuthHeader("u", "U*V"))) << hash;
     std::string text = "basic_auth_users:\n  u: " + hash + "\n";
     EXPECT_TRUE(ParseWebConfig(text, "web.yml", "").config) << hash;
   }
@@ -422,22 +401,6 @@ TEST_F(WebConfigServer, PlainHttpToTheTlsListenerGetsNoHttpAnswer) {
   EXPECT_EQ(HttpsRequest(server_->port(), ca(), "/-/healthy").status, 200);
 }
 
-// True once the server closed `fd` within `timeout`.
-bool ClosedWithin(int fd, milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  char buf[4096];
-  while (true) {
-    ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-      return true;
-    }
-    const int left = http_client_internal::RemainingMs(deadline);
-    if (left == 0) return false;
-    pollfd p{fd, POLLIN, 0};
-    poll(&p, 1, left);
-  }
-}
-
 TEST_F(WebConfigServer, AHandshakeThatNeverEndsIsCutOffAtTheRequestDeadline) {
   Start(Config(true), /*request_timeout_ms=*/500);
   std::string error;
@@ -512,13 +475,13 @@ TEST_F(WebConfigServer, BasicAuthOverPlainHttp) {
     EXPECT_EQ(r.Header("WWW-Authenticate"), "Basic realm=\"connwatchd\", charset=\"UTF-8\"");
   }
   HttpResponse wrong = HttpRequest(kHost, port, "GET", "/metrics", "", std::chrono::seconds(10),
-                                   {"Authorization: " + BasicHeader("prometheus", "guess")});
+                                   {"Authorization: " + BasicAuthHeader("prometheus", "guess")});
   EXPECT_EQ(wrong.status, 401);
   EXPECT_TRUE(wrong.HasHeader("WWW-Authenticate"));
   HttpResponse head = HttpRequest(kHost, port, "HEAD", "/metrics");
   EXPECT_EQ(head.status, 401);
   HttpResponse good = HttpRequest(kHost, port, "GET", "/metrics", "", std::chrono::seconds(10),
-                                  {"Authorization: " + BasicHeader("prometheus", "scrape-me")});
+                                  {"Authorization: " + BasicAuthHeader("prometheus", "scrape-me")});
   EXPECT_EQ(good.status, 200);
   EXPECT_NE(good.body.find("connwatch_build_info"), std::string::npos);
 }
@@ -527,11 +490,11 @@ TEST_F(WebConfigServer, TlsAndBasicAuthTogether) {
   Start(Config(true, {{"prometheus", Bcrypt("scrape-me")}}));
   EXPECT_EQ(HttpsRequest(server_->port(), ca(), "/metrics").status, 401);
   EXPECT_EQ(HttpsRequest(server_->port(), ca(), "/metrics",
-                         {"Authorization: " + BasicHeader("prometheus", "nope")})
+                         {"Authorization: " + BasicAuthHeader("prometheus", "nope")})
                 .status,
             401);
   HttpResponse r = HttpsRequest(server_->port(), ca(), "/metrics",
-                                {"Authorization: " + BasicHeader("prometheus", "scrape-me")});
+                                {"Authorization: " + BasicAuthHeader("prometheus", "scrape-me")});
   EXPECT_EQ(r.status, 200) << r.error;
 }
 
@@ -579,7 +542,7 @@ TEST(WebConfig, DaemonServesTlsWithBasicAuth) {
   ASSERT_FALSE(line.empty()) << d.Output();
   int port = std::stoi(testing::LogfmtValue(line, "port"));
   HttpResponse r = HttpsRequest(port, dir.path() + "/tls.crt", "/metrics",
-                                {"Authorization: " + BasicHeader("prom", "pw")});
+                                {"Authorization: " + BasicAuthHeader("prom", "pw")});
   EXPECT_EQ(r.status, 200) << r.error << d.Output();
   EXPECT_EQ(HttpsRequest(port, dir.path() + "/tls.crt", "/metrics").status, 401);
   EXPECT_FALSE(HttpGet(kHost, port, "/metrics", milliseconds(5000)).ok());

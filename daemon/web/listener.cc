@@ -258,61 +258,53 @@ void Acceptor::Stop() {
 void Acceptor::Run() {
   using std::chrono::milliseconds;
   constexpr milliseconds kFirstBackoff{50}, kMaxBackoff{1000};
-  milliseconds backoff{0};
+  milliseconds wait{0};                 // > 0 while backing off.
+  milliseconds next_wait = kFirstBackoff;  // the next backoff, reset by a success.
   std::vector<pollfd> fds;
   fds.push_back({stop_fd_, POLLIN, 0});
   for (int fd : listen_fds_) fds.push_back({fd, POLLIN, 0});
+  // Accepts up to `max` connections from `listen_fd`; false on a failure for
+  // want of resources (the connection stays in the backlog).
+  auto accept_from = [&](int listen_fd, int max) {
+    for (int k = 0; k < max; ++k) {
+      sockaddr_storage ss;
+      socklen_t len = sizeof ss;
+      int fd = accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (!IsResourceError(errno)) return true;  // EAGAIN, ECONNABORTED, EINTR...
+        resource_failures_.fetch_add(1);
+        return false;
+      }
+      accepted_.fetch_add(1);
+      next_wait = kFirstBackoff;
+      handler_(fd, reinterpret_cast<sockaddr*>(&ss), len);
+    }
+    return true;
+  };
+  auto back_off = [&] {
+    wait = next_wait;
+    next_wait = std::min(next_wait * 2, kMaxBackoff);
+  };
   while (true) {
     // While backing off only the stop event is watched, for the backoff's time.
-    const nfds_t n = backoff.count() > 0 ? 1 : static_cast<nfds_t>(fds.size());
-    const int timeout = backoff.count() > 0 ? static_cast<int>(backoff.count()) : -1;
-    int ready = poll(fds.data(), n, timeout);
+    const bool backing_off = wait.count() > 0;
+    const int ready = poll(fds.data(), backing_off ? 1 : static_cast<nfds_t>(fds.size()),
+                           backing_off ? static_cast<int>(wait.count()) : -1);
     if (ready < 0 && errno != EINTR) {
-      // poll itself lacks memory: wait as for an accept failure.
-      backoff = std::clamp(backoff * 2, kFirstBackoff, kMaxBackoff);
+      back_off();  // poll itself lacks memory: wait as for accept.
       continue;
     }
     if (fds[0].revents & POLLIN) return;
-    if (ready == 0 && backoff.count() > 0) {
-      // Back off over: poll the listeners again, keeping the delay for the next failure.
-      const milliseconds keep = backoff;
-      backoff = milliseconds(0);
-      bool failed = false;
-      for (size_t i = 1; i < fds.size() && !failed; ++i) {
-        // One attempt per listener before polling; see below.
-        sockaddr_storage ss;
-        socklen_t len = sizeof ss;
-        int fd = accept4(fds[i].fd, reinterpret_cast<sockaddr*>(&ss), &len,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-          accepted_.fetch_add(1);
-          handler_(fd, reinterpret_cast<sockaddr*>(&ss), len);
-        } else if (IsResourceError(errno)) {
-          resource_failures_.fetch_add(1);
-          backoff = std::min(keep * 2, kMaxBackoff);
-          failed = true;
-        }
-      }
-      continue;
-    }
-    for (size_t i = 1; i < fds.size() && backoff.count() == 0; ++i) {
-      if (!(fds[i].revents & POLLIN)) continue;
-      // Up to 64 connections per wake-up, then the other listeners get a turn.
-      for (int k = 0; k < 64; ++k) {
-        sockaddr_storage ss;
-        socklen_t len = sizeof ss;
-        int fd = accept4(fds[i].fd, reinterpret_cast<sockaddr*>(&ss), &len,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-          accepted_.fetch_add(1);
-          handler_(fd, reinterpret_cast<sockaddr*>(&ss), len);
-          continue;
-        }
-        if (IsResourceError(errno)) {
-          resource_failures_.fetch_add(1);
-          backoff = kFirstBackoff;
-        }
-        break;  // EAGAIN, ECONNABORTED, EINTR, or a resource error.
+    // After a backoff every listener gets one attempt; otherwise those that
+    // are readable get up to 64 accepts each, then the others a turn.
+    const bool retry = backing_off && ready == 0;
+    wait = milliseconds(0);
+    for (size_t i = 1; i < fds.size(); ++i) {
+      if (!retry && !(fds[i].revents & POLLIN)) continue;
+      if (!accept_from(fds[i].fd, retry ? 1 : 64)) {
+        back_off();
+        break;
       }
     }
   }
