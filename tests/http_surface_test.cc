@@ -237,6 +237,36 @@ TEST_F(HttpSurface, TheRequestDeadlineCutsOffATricklingClient) {
   EXPECT_EQ(HttpGet(kHost, port(), "/-/healthy").status, 200);
 }
 
+TEST_F(HttpSurface, AnEndlessRequestBodyIsCutOff) {
+  Start();
+  // A chunked body that would go on for ever: dropped up to 64 KiB, then the
+  // connection is closed, without an answer (none can be queued mid-body).
+  int fd = IdleConnection("", port());
+  std::string request =
+      "POST /-/reload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string chunk = "1000\r\n" + std::string(4096, 'b') + "\r\n";
+  std::string error;
+  http_client_internal::SendAll(fd, request, Clock::now() + std::chrono::seconds(5), &error);
+  std::string raw;
+  bool closed = false;
+  for (int i = 0; i < 64 && !closed; ++i) {  // up to 256 KiB
+    if (!http_client_internal::SendAll(fd, chunk, Clock::now() + std::chrono::seconds(5),
+                                       &error)) {
+      break;
+    }
+    char buf[4096];
+    ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) raw.append(buf, static_cast<size_t>(n));
+    closed = n == 0;
+  }
+  if (!closed) closed = ClosedWithin(fd, milliseconds(2000));
+  close(fd);
+  EXPECT_TRUE(closed) << "still open after 256 KiB of body";
+  EXPECT_EQ(raw.find("200 OK"), std::string::npos) << raw.substr(0, 200);
+  EXPECT_EQ(daemon_.calls.load(), 0);
+  EXPECT_EQ(HttpGet(kHost, port(), "/-/healthy").status, 200);
+}
+
 // --- accept out of file descriptors --------------------------------------------
 
 TEST_F(HttpSurface, AcceptBacksOffWhenOutOfFileDescriptors) {

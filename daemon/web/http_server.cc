@@ -29,6 +29,7 @@ constexpr const char* kReadMethods = "GET, HEAD";
 constexpr const char* kReloadMethods = "POST, PUT";
 constexpr size_t kMaxEventsLimit = EventLog::kRingSize;
 constexpr size_t kPieceBytes = 64 * 1024;
+constexpr size_t kMaxBodyBytes = 64 * 1024;  // of a request, dropped unread.
 
 void AddCommonHeaders(MHD_Response* r, const char* content_type) {
   MHD_add_response_header(r, "Content-Type", content_type);
@@ -134,6 +135,7 @@ bool ParseSeq(std::string_view text, uint64_t* seq) {
 struct HttpServer::Request {
   std::string uri;
   bool started = false;
+  size_t body_bytes = 0;  // read and dropped so far.
 };
 
 // A follower stream (GET /api/v1/events?follow=1), read on its connection's thread.
@@ -159,8 +161,13 @@ struct HttpCallbacks {
       return MHD_YES;
     }
     if (*upload_data_size != 0) {
-      *upload_data_size = 0;  // no endpoint reads a body.
-      return MHD_YES;
+      // No endpoint reads a body: it is dropped, up to a bound, so that a
+      // client cannot hold a connection by sending one without end.
+      req->body_bytes += *upload_data_size;
+      *upload_data_size = 0;
+      // Past the bound the connection is closed: libmicrohttpd takes no
+      // response while a body is still coming in.
+      return req->body_bytes <= kMaxBodyBytes ? MHD_YES : MHD_NO;
     }
     std::string_view uri = req->uri;
     const size_t q = uri.find('?');
