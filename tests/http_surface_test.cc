@@ -157,15 +157,23 @@ TEST_F(HttpSurface, ServesIpv6AndDualStack) {
   EXPECT_FALSE(HttpGet(kHost, port(), "/-/healthy", milliseconds(2000)).ok());
   server_->Stop();
 
-  // ":port": every address of both families, on one dual-stack socket.
-  Start(":0");
-  EXPECT_EQ(server_->listening(), std::vector<std::string>{"[::]:" + std::to_string(port())});
-  for (const char* host : {"127.0.0.1", "::1"}) {
-    r = HttpGet(host, port(), "/metrics");
-    ASSERT_TRUE(r.ok()) << host << ": " << r.error;
-    EXPECT_EQ(r.status, 200) << host;
-    EXPECT_THAT(r.body, HasSubstr("connwatch_target_up{target=\"t0\"} 1")) << host;
+  // ":port" and "[::]:port": every address of both families, on one
+  // dual-stack socket.
+  for (const char* any : {":0", "[::]:0"}) {
+    Start(any);
+    EXPECT_EQ(server_->listening(), std::vector<std::string>{"[::]:" + std::to_string(port())});
+    for (const char* host : {"127.0.0.1", "::1"}) {
+      r = HttpGet(host, port(), "/metrics");
+      ASSERT_TRUE(r.ok()) << any << " from " << host << ": " << r.error;
+      EXPECT_EQ(r.status, 200) << any << " from " << host;
+      EXPECT_THAT(r.body, HasSubstr("connwatch_target_up{target=\"t0\"} 1")) << host;
+    }
+    server_->Stop();
   }
+  // 0.0.0.0 is IPv4 only.
+  Start("0.0.0.0:0");
+  EXPECT_EQ(HttpGet(kHost, port(), "/-/healthy").status, 200);
+  EXPECT_FALSE(HttpGet("::1", port(), "/-/healthy", milliseconds(2000)).ok());
 }
 
 TEST_F(HttpSurface, LocalhostIsServedOnEachOfItsAddresses) {

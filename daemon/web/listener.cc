@@ -201,7 +201,12 @@ std::string BindListeners(const ListenAddress& address, int backlog, BoundListen
   for (auto& [ss, len] : addrs) {
     if (result.port != 0) SetPort(&ss, result.port);
     int err = 0;
-    int fd = ListenOn(ss, len, /*v6only=*/true, backlog, &err);
+    // "[::]" is every address of both families, as ":port" is (and as the
+    // kernel's default, net.ipv6.bindv6only=0, has it); a specific IPv6
+    // address is IPv6 only, so that its IPv4 twin can be bound beside it.
+    const bool any6 = ss.ss_family == AF_INET6 &&
+                      IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr);
+    int fd = ListenOn(ss, len, /*v6only=*/!any6, backlog, &err);
     if (fd < 0) {
       // A name that also resolves to a family this host lacks (localhost to
       // ::1 without IPv6) is served on the addresses that work.

@@ -7,7 +7,7 @@
 //                      with IPV6_V6ONLY off (IPv4 clients arrive as ::ffff:a.b.c.d),
 //                      or 0.0.0.0 alone on a host without IPv6
 //   "127.0.0.1:9798"   that IPv4 address
-//   "[::1]:9798"       that IPv6 address (IPv6 only)
+//   "[::1]:9798"       that IPv6 address (IPv6 only); "[::]:9798" is the same as ":9798"
 //   "localhost:9798"   every address the name resolves to, each its own socket
 // Port 0 lets the kernel choose; with several sockets they all get the port
 // the first one was given.
