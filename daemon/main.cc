@@ -54,12 +54,13 @@ int main(int argc, char** argv) {
   // in the heap, so resident memory returns to the steady-state level.
   mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   // NOTE: glibc gives each thread that allocates its own arena (up to 8 per
-  // core), and each keeps what it freed. The 32 HTTP workers each build API
-  // responses and /metrics pieces, so with the default every worker that ever
-  // served a request held its few MB: 2,000 targets and 180 requests took
-  // resident memory from 12 MB to 82 MB, and 25 MB with two arenas. The
-  // workers' allocations are short and few; sharing two arenas costs nothing
-  // measurable. MALLOC_ARENA_MAX in the environment still overrides this.
+  // core), and each keeps what it freed. The HTTP threads (one per
+  // connection, and a producer per streamed body) build API responses and
+  // /metrics pieces, so with the default every thread that ever served a
+  // request held its few MB: 2,000 targets and 180 requests took resident
+  // memory from 12 MB to 82 MB, and 25 MB with two arenas (measured with 32
+  // fixed workers). Their allocations are short and few; sharing two arenas
+  // costs nothing measurable. MALLOC_ARENA_MAX in the environment still overrides this.
   if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
 
   Flags flags;

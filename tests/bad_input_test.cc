@@ -1012,8 +1012,7 @@ class Slowloris {
   std::thread thread_;
 };
 
-// A few slow clients (fewer than the HTTP worker threads) do not stop the
-// others from being served.
+// A few slow clients do not stop the others from being served.
 TEST_F(BadHttp, SlowClientsBelowTheWorkerCount) {
   Slowloris slow(daemon_->port(), 2);
   ASSERT_EQ(slow.size(), 2u);
@@ -1068,7 +1067,8 @@ ServerConnections ConnectionsOf(pid_t pid, int port) {
 
 // Known gap 4 (docs/RELIABILITY.md), fixed: with 4 workers and a 10 s request
 // timeout, eight slow clients held every worker and a scrape waited 10-20 s.
-// Now 32 workers and a 2 s request timeout.
+// Now every connection has its own thread, one client address at most 32,
+// and a request must be in 3 s after the connect.
 TEST_F(BadHttp, SlowlorisDoesNotStarveOtherClients) {
   Slowloris slow(daemon_->port(), 16);
   ASSERT_EQ(slow.size(), 16u);
