@@ -1,5 +1,6 @@
 # Benchmarks are not tests: CI runs only smokes of them so that they keep
-# working: the scale harness on a few hundred targets (no goals checked), and
+# working: the scale harness on a few hundred targets (no goals checked), the
+# HTTP surface harness on 200 (latency, bursts, the flood; nothing checked), and
 # the churn soak for 2 minutes on 400 targets (every check but the loop-stall
 # one, which is reported: CI shares 2 cores with other tests).
 if(CONNWATCH_TESTS)
@@ -9,6 +10,10 @@ if(CONNWATCH_TESTS)
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/bench/scale.py
                      --build ${CMAKE_BINARY_DIR} --targets 300 --quick --http-port 19898)
     set_tests_properties(bench.scale_smoke PROPERTIES LABELS bench TIMEOUT 300 RUN_SERIAL TRUE)
+    add_test(NAME bench.http_surface_smoke
+             COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/bench/http_surface.py
+                     --build ${CMAKE_BINARY_DIR} --targets 200 --quick --http-port 19899)
+    set_tests_properties(bench.http_surface_smoke PROPERTIES LABELS bench TIMEOUT 300 RUN_SERIAL TRUE)
     add_test(NAME bench.soak_smoke
              COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/bench/soak.py
                      --build ${CMAKE_BINARY_DIR} --smoke)

@@ -21,7 +21,7 @@ checks:
     connwatch_event_loop_busy_seconds histogram (when it has it);
   * also reported: the latency of a probe that asks for
     /api/v1/targets?target=<unknown name> every 100 ms (one round trip
-    through the loop, plus civetweb and this process: an upper bound of the
+    through the loop, plus the HTTP server and this process: an upper bound of the
     loop's stall), and for each reload how long the loader thread read and
     parsed the file (load_ms) and how long applying it held the loop
     (apply_ms), both from the daemon's "config reloaded" lines.

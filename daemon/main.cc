@@ -68,12 +68,13 @@ int main(int argc, char** argv) {
   // in the heap, so resident memory returns to the steady-state level.
   mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   // NOTE: glibc gives each thread that allocates its own arena (up to 8 per
-  // core), and each keeps what it freed. The 32 HTTP workers each build API
-  // responses and /metrics pieces, so with the default every worker that ever
-  // served a request held its few MB: 2,000 targets and 180 requests took
-  // resident memory from 12 MB to 82 MB, and 25 MB with two arenas. The
-  // workers' allocations are short and few; sharing two arenas costs nothing
-  // measurable. MALLOC_ARENA_MAX in the environment still overrides this.
+  // core), and each keeps what it freed. The HTTP threads (one per
+  // connection, and a producer per streamed body) build API responses and
+  // /metrics pieces, so with the default every thread that ever served a
+  // request held its few MB: 2,000 targets and 180 requests took resident
+  // memory from 12 MB to 82 MB, and 25 MB with two arenas (measured with 32
+  // fixed workers). Their allocations are short and few; sharing two arenas
+  // costs nothing measurable. MALLOC_ARENA_MAX in the environment still overrides this.
   if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
 
   Flags flags;
@@ -81,7 +82,8 @@ int main(int argc, char** argv) {
   app.add_option("--config.file", flags.config_file, "Configuration file (YAML)")
       ->capture_default_str();
   app.add_option("--web.listen-address", flags.listen_address,
-                 "Address to serve /metrics, the API and health endpoints on")
+                 "Address to serve /metrics, the API and health endpoints on "
+                 "(:port for every address, IPv4 and IPv6; [ipv6]:port; host:port)")
       ->capture_default_str();
   app.add_flag("--web.enable-lifecycle", flags.enable_lifecycle,
                "Enable POST /-/reload");
@@ -131,7 +133,8 @@ int main(int argc, char** argv) {
     http_options.web = std::move(*web.config);
   }
 
-  connwatch::Monitor::Options monitor_options{flags.config_file, flags.dns_servers, 0};
+  connwatch::Monitor::Options monitor_options{flags.config_file, flags.dns_servers, 0,
+                                              connwatch::HttpServer::FdsNeeded(http_options)};
   // bench/probes.py measures what each probe sees on its own; with event
   // reads on, the read of a readable socket would see every FIN and RST first.
   if (const char* v = std::getenv("CONNWATCHD_BENCH_NO_EVENT_READS"); v && *v && *v != '0') {
@@ -152,14 +155,20 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  const bool http_options_tls = http_options.web.tls.has_value();
   connwatch::HttpServer http(std::move(http_options), monitor, log);
   std::string http_error = http.Start();
   if (!http_error.empty()) {
     log.Message(connwatch::LogLevel::kError, "cannot serve HTTP", {{"error", http_error}});
     return 1;
   }
+  std::string bound;
+  for (const std::string& name : http.listening()) bound += (bound.empty() ? "" : ",") + name;
   log.Message(connwatch::LogLevel::kInfo, "listening",
-              {{"address", flags.listen_address}, {"port", http.port()}});
+              {{"address", flags.listen_address},
+               {"port", http.port()},
+               {"bound", bound},
+               {"tls", http_options_tls}});
 
   connwatch::ServiceNotifier notifier(monitor.loop(), [&monitor] { return monitor.StatusLine(); });
   monitor.SetReloadHook([&notifier](bool begin) {

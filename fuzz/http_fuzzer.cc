@@ -1,10 +1,10 @@
 // libFuzzer target: the HTTP API's request handling (method, path, query
-// string, headers) through a real civetweb server on 127.0.0.1:<free port>,
+// string, headers) through the real HTTP server (libmicrohttpd) on 127.0.0.1:<free port>,
 // backed by a fake DaemonControl with a fixed snapshot and a few events.
 //
 // Each input becomes one request on a fresh TCP connection (the write side is
 // shut down after it, so nothing waits for more bytes). The query string is
-// either sent as fuzzed or percent-encoded first, so both civetweb's parser
+// either sent as fuzzed or percent-encoded first, so both libmicrohttpd's parser
 // and connwatch's own decoding of arbitrary bytes get exercised. The check:
 // an answer comes within 5 s (no hang, no dead server), and it is never
 // HttpServer's "500 internal error" (an exception escaped a handler).
@@ -111,7 +111,6 @@ struct Server {
     connwatch::HttpServerOptions options;
     options.listen_address = "127.0.0.1:0";
     options.enable_lifecycle = true;
-    options.num_threads = 4;
     options.request_timeout_ms = 2000;
     server = std::make_unique<connwatch::HttpServer>(options, daemon, events);
     std::string error = server->Start();
@@ -245,18 +244,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                  request.size());
     std::abort();
   }
-  // civetweb may drop a connection it cannot parse without a word; anything it
-  // answers must be a status line, and a 500 means a handler threw.
+  // The server may drop a connection it cannot parse without a word; anything
+  // it answers must be a status line, and a 500 means a handler threw.
   if (!response.empty()) {
-    // NOTE: civetweb 1.15 answers a request line that starts with "HTTP/" (it
-    // parses it as a response) with "HTTP/<the rest of the line> 400 ...": it
-    // reflects the client's own bytes, so only "HTTP/" is certain.
     if (response.compare(0, 5, "HTTP/") != 0 || response.size() < 12) {
       std::fprintf(stderr, "http_fuzzer: not an HTTP response: %.80s\n", response.c_str());
       std::abort();
     }
     // A rejected reload is a 500 by design (the fake rejects every other one);
-    // HttpServer::HandleRequest answers an exception with "internal error".
+    // HttpServer's request callback answers an exception with "internal error".
     if (response.compare(9, 3, "500") == 0 &&
         response.find("\r\n\r\ninternal error") != std::string::npos) {
       std::fprintf(stderr, "http_fuzzer: 500 for request:\n%s\nresponse:\n%.400s\n",

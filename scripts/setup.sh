@@ -9,13 +9,14 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   build-essential cmake pkg-config git
-  libev-dev libyaml-cpp-dev prometheus-cpp-dev libcivetweb-dev libc-ares-dev
+  libev-dev libyaml-cpp-dev prometheus-cpp-dev libmicrohttpd-dev libc-ares-dev
   libre2-dev zlib1g-dev nlohmann-json3-dev libcli11-dev libsystemd-dev libgtest-dev libgmock-dev
   prometheus   # for promtool, which checks /metrics in the tests
   iproute2 procps
-  # --web.config.file: TLS with OpenSSL, bcrypt with libxcrypt; the config
-  # schema check; openssl makes the test certificates
-  libssl-dev libcrypt-dev openssl python3-jsonschema python3-yaml
+  # --web.config.file: TLS with GnuTLS (libmicrohttpd's), bcrypt with
+  # libxcrypt; the tests' TLS client is OpenSSL's and the openssl command
+  # makes their certificates; the config schema check
+  libgnutls28-dev libssl-dev libcrypt-dev openssl python3-jsonschema python3-yaml
   # the service unit and the Debian package (tests labelled system, package):
   # systemd-analyze, a container to run the unit in, cpack's dpkg-shlibdeps and
   # file, the linter, and man to render the manual pages

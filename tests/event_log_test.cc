@@ -30,6 +30,8 @@ Event Disconnect() {
   e.has_reason = true;
   e.reason = Reason::kPeerReset;
   e.err = ECONNRESET;
+  e.has_detected_by = true;  // every disconnect says what saw it
+  e.detected_by = Detector::kRead;
   e.connected_for = 4.0123;
   e.tcp.valid = true;
   e.tcp.rtt_us = 32;
@@ -47,7 +49,7 @@ TEST(EventLogFormat, LogfmtDisconnectLineIsTheReadmeExample) {
   EXPECT_EQ(line,
             "ts=2026-11-25T14:46:23.254000Z level=warn event=disconnect target=demo-cycle-a "
             "address=127.0.0.1:17001 resolved=127.0.0.1:17001 reason=peer_reset errno=ECONNRESET "
-            "connected_for=4s rtt=32us retrans=0 last_data_recv=4s probes=0 unacked=0");
+            "detected_by=read connected_for=4s rtt=32us retrans=0 last_data_recv=4s probes=0 unacked=0");
   std::ifstream readme(std::string(CONNWATCH_SOURCE_DIR) + "/README.md");
   ASSERT_TRUE(readme) << "cannot read README.md";
   std::string shown;

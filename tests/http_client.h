@@ -67,8 +67,10 @@ inline int RemainingMs(Clock::time_point deadline) {
 }
 
 // Connects a TCP socket to host:port before `deadline`; -1 with `error` set.
+// With `source` set, the socket is bound to that local address first (a
+// second client address on loopback: 127.0.0.2).
 inline int Connect(const std::string& host, int port, Clock::time_point deadline,
-                   std::string* error) {
+                   std::string* error, const std::string& source = "") {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -83,6 +85,22 @@ inline int Connect(const std::string& host, int port, Clock::time_point deadline
   for (addrinfo* ai = res; ai; ai = ai->ai_next) {
     fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) continue;
+    if (!source.empty()) {
+      addrinfo shints{};
+      shints.ai_family = ai->ai_family;
+      shints.ai_socktype = SOCK_STREAM;
+      shints.ai_flags = AI_NUMERICHOST;
+      addrinfo* src = nullptr;
+      if (getaddrinfo(source.c_str(), "0", &shints, &src) != 0 ||
+          bind(fd, src->ai_addr, src->ai_addrlen) != 0) {
+        *error = "bind to " + source + ": " + std::strerror(errno);
+        if (src) freeaddrinfo(src);
+        close(fd);
+        fd = -1;
+        continue;
+      }
+      freeaddrinfo(src);
+    }
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) break;
     if (errno == EINPROGRESS) {
       pollfd p{fd, POLLOUT, 0};
@@ -222,11 +240,12 @@ inline HttpResponse ParseHttpResponse(std::string_view raw, bool head_request = 
 // closed (for malformed-request tests). On failure `error` is set.
 inline std::string HttpRaw(const std::string& host, int port, std::string_view raw,
                            std::string* error,
-                           std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+                           std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                           const std::string& source = "") {
   namespace internal = http_client_internal;
   auto deadline = internal::Clock::now() + timeout;
   std::string out;
-  int fd = internal::Connect(host, port, deadline, error);
+  int fd = internal::Connect(host, port, deadline, error, source);
   if (fd < 0) return out;
   if (internal::SendAll(fd, raw, deadline, error)) internal::ReadAll(fd, deadline, &out, error);
   close(fd);
@@ -237,9 +256,11 @@ inline std::string HttpRaw(const std::string& host, int port, std::string_view r
 inline HttpResponse HttpRequest(const std::string& host, int port, const std::string& method,
                                 const std::string& path, const std::string& body = "",
                                 std::chrono::milliseconds timeout = std::chrono::seconds(10),
-                                const std::vector<std::string>& extra_headers = {}) {
+                                const std::vector<std::string>& extra_headers = {},
+                                const std::string& source = "") {
   std::string request = method + " " + path + " HTTP/1.1\r\n";
-  request += "Host: " + host + ":" + std::to_string(port) + "\r\n";
+  const bool v6 = host.find(':') != std::string::npos;
+  request += "Host: " + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port) + "\r\n";
   request += "Connection: close\r\n";
   for (const std::string& h : extra_headers) request += h + "\r\n";
   if (!body.empty() || method == "POST" || method == "PUT") {
@@ -248,7 +269,7 @@ inline HttpResponse HttpRequest(const std::string& host, int port, const std::st
   request += "\r\n";
   request += body;
   std::string error;
-  std::string raw = HttpRaw(host, port, request, &error, timeout);
+  std::string raw = HttpRaw(host, port, request, &error, timeout, source);
   if (!error.empty()) {
     HttpResponse r;
     r.error = method + " " + path + ": " + error;
@@ -262,6 +283,31 @@ inline HttpResponse HttpRequest(const std::string& host, int port, const std::st
 inline HttpResponse HttpGet(const std::string& host, int port, const std::string& path,
                             std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
   return HttpRequest(host, port, "GET", path, "", timeout);
+}
+
+// True once the server closed `fd` (EOF or reset) within `timeout`; what
+// it sent before is read and dropped.
+inline bool ClosedWithin(int fd, std::chrono::milliseconds timeout) {
+  namespace internal = http_client_internal;
+  const auto deadline = internal::Clock::now() + timeout;
+  char buf[4096];
+  while (true) {
+    ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      return true;
+    }
+    const int left = internal::RemainingMs(deadline);
+    if (left == 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    poll(&p, 1, left);
+  }
+}
+
+// GET from the local address `source` (e.g. "127.0.0.2").
+inline HttpResponse HttpGetFrom(const std::string& source, const std::string& host, int port,
+                                const std::string& path,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  return HttpRequest(host, port, "GET", path, "", timeout, {}, source);
 }
 
 inline HttpResponse HttpPost(const std::string& host, int port, const std::string& path,

@@ -3,6 +3,7 @@
 // deadline (never sleeping as synchronisation), and running the daemon binary
 // (or any program) with its output captured.
 
+#include <crypt.h>
 #include <fcntl.h>
 #include <zlib.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
@@ -243,6 +245,34 @@ inline std::string LogfmtValue(const std::string& line, const std::string& key) 
   }
   size_t end = line.find(' ', pos);
   return line.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+}
+
+// A bcrypt hash of `password` (cost 4 by default: fast, and as valid as 10).
+inline std::string BcryptHash(const std::string& password, unsigned long cost = 4,
+                              const char* prefix = "$2b$") {
+  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+  if (!crypt_gensalt_rn(prefix, cost, nullptr, 0, salt, sizeof salt)) return "";
+  crypt_data data;
+  std::memset(&data, 0, sizeof data);
+  const char* hash = crypt_r(password.c_str(), salt, &data);
+  return hash ? hash : "";
+}
+
+// "Basic base64(user:password)".
+inline std::string BasicAuthHeader(const std::string& user, const std::string& password) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string in = user + ":" + password, out;
+  for (size_t i = 0; i < in.size(); i += 3) {
+    uint32_t n = static_cast<uint8_t>(in[i]) << 16;
+    if (i + 1 < in.size()) n |= static_cast<uint8_t>(in[i + 1]) << 8;
+    if (i + 2 < in.size()) n |= static_cast<uint8_t>(in[i + 2]);
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += i + 1 < in.size() ? kAlphabet[(n >> 6) & 63] : '=';
+    out += i + 2 < in.size() ? kAlphabet[n & 63] : '=';
+  }
+  return "Basic " + out;
 }
 
 }  // namespace connwatch::testing

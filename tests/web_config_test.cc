@@ -67,19 +67,10 @@ void MakeCertificate(const TempDir& dir, const std::string& name) {
   ASSERT_EQ(status, 0) << out;
 }
 
-// A bcrypt hash of `password` (cost 4: fast, and as valid as 10 or 12).
 std::string Bcrypt(const std::string& password, const char* prefix = "$2b$") {
-  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
-  if (!crypt_gensalt_rn(prefix, 4, nullptr, 0, salt, sizeof salt)) return "";
-  crypt_data data;
-  std::memset(&data, 0, sizeof data);
-  const char* hash = crypt_r(password.c_str(), salt, &data);
-  return hash ? hash : "";
+  return testing::BcryptHash(password, 4, prefix);
 }
-
-std::string BasicHeader(const std::string& user, const std::string& password) {
-  return "Basic " + testing::Base64Encode(user + ":" + password);
-}
+using testing::BasicAuthHeader;
 
 // --- Parsing --------------------------------------------------------------
 
@@ -256,18 +247,18 @@ TEST(WebConfig, Base64) {
 TEST(WebConfig, BasicAuthAcceptsOnlyTheRightPassword) {
   BasicAuthenticator auth({{"alice", Bcrypt("s3cret:with colon")}, {"bob", Bcrypt("pw", "$2y$")}});
   ASSERT_TRUE(auth.enabled());
-  EXPECT_TRUE(auth.Check(BasicHeader("alice", "s3cret:with colon")));
-  EXPECT_TRUE(auth.Check(BasicHeader("alice", "s3cret:with colon")));      // remembered.
-  EXPECT_TRUE(auth.Check("basic " + BasicHeader("bob", "pw").substr(6)));  // scheme any case.
-  EXPECT_FALSE(auth.Check(BasicHeader("alice", "s3cret")));
-  EXPECT_FALSE(auth.Check(BasicHeader("alice", "")));
-  EXPECT_FALSE(auth.Check(BasicHeader("bob", "s3cret:with colon")));
-  EXPECT_FALSE(auth.Check(BasicHeader("carol", "pw")));
+  EXPECT_TRUE(auth.Check(BasicAuthHeader("alice", "s3cret:with colon")));
+  EXPECT_TRUE(auth.Check(BasicAuthHeader("alice", "s3cret:with colon")));      // remembered.
+  EXPECT_TRUE(auth.Check("basic " + BasicAuthHeader("bob", "pw").substr(6)));  // scheme any case.
+  EXPECT_FALSE(auth.Check(BasicAuthHeader("alice", "s3cret")));
+  EXPECT_FALSE(auth.Check(BasicAuthHeader("alice", "")));
+  EXPECT_FALSE(auth.Check(BasicAuthHeader("bob", "s3cret:with colon")));
+  EXPECT_FALSE(auth.Check(BasicAuthHeader("carol", "pw")));
   EXPECT_FALSE(auth.Check(""));
   EXPECT_FALSE(auth.Check("Bearer abc"));
   EXPECT_FALSE(auth.Check("Basic !!!!"));
   EXPECT_FALSE(auth.Check("Basic YWxpY2U="));  // no colon.
-  EXPECT_FALSE(auth.Check(BasicHeader("alice", std::string("s3cret:with colon\0x", 19))));
+  EXPECT_FALSE(auth.Check(BasicAuthHeader("alice", std::string("s3cret:with colon\0x", 19))));
 
   BasicAuthenticator none({});
   EXPECT_FALSE(none.enabled());
@@ -282,8 +273,8 @@ TEST(WebConfig, BcryptHashesFromOtherToolsVerify) {
   for (const char* prefix : {"$2a$", "$2b$", "$2y$"}) {
     std::string hash = prefix + vector.substr(4);
     BasicAuthenticator auth({{"u", hash}});
-    EXPECT_TRUE(auth.Check(BasicHeader("u", "U*U"))) << hash;
-    EXPECT_FALSE(auth.Check(BasicHeader("u", "U*V"))) << hash;
+    EXPECT_TRUE(auth.Check(BasicAuthHeader("u", "U*U"))) << hash;
+    EXPECT_FALSE(auth.Check(BasicAuthHeader("u", "U*V"))) << hash;
     std::string text = "basic_auth_users:\n  u: " + hash + "\n";
     EXPECT_TRUE(ParseWebConfig(text, "web.yml", "").config) << hash;
   }
@@ -373,9 +364,10 @@ class WebConfigServer : public ::testing::Test {
     web.basic_auth_users = std::move(users);
     return web;
   }
-  void Start(WebConfig web) {
+  void Start(WebConfig web, int request_timeout_ms = 3000) {
     HttpServerOptions options;
     options.listen_address = "127.0.0.1:0";
+    options.request_timeout_ms = request_timeout_ms;
     options.web = std::move(web);
     server_ = std::make_unique<HttpServer>(std::move(options), daemon_, log_);
     ASSERT_EQ(server_->Start(), "");
@@ -418,13 +410,49 @@ TEST_F(WebConfigServer, PlainHttpToTheTlsListenerGetsNoHttpAnswer) {
   EXPECT_EQ(HttpsRequest(server_->port(), ca(), "/-/healthy").status, 200);
 }
 
-TEST_F(WebConfigServer, TheLoopbackBackendRefusesClientsThatBypassTls) {
+TEST_F(WebConfigServer, AHandshakeThatNeverEndsIsCutOffAtTheRequestDeadline) {
+  Start(Config(true), /*request_timeout_ms=*/500);
+  std::string error;
+  int fd = http_client_internal::Connect(kHost, server_->port(),
+                                         std::chrono::steady_clock::now() + milliseconds(5000),
+                                         &error);
+  ASSERT_GE(fd, 0) << error;
+  // A ClientHello record header announcing 512 bytes, then a byte every 50 ms.
+  const std::string hello("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);
+  const auto start = std::chrono::steady_clock::now();
+  bool closed = false;
+  for (size_t i = 0; i < 200 && !closed; ++i) {
+    const char byte = i < hello.size() ? hello[i] : 'x';
+    if (send(fd, &byte, 1, MSG_NOSIGNAL) != 1) break;
+    closed = ClosedWithin(fd, milliseconds(50));
+  }
+  if (!closed) closed = ClosedWithin(fd, milliseconds(2000));
+  const auto took =
+      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
+  EXPECT_TRUE(closed) << "a trickled handshake is still open after " << took.count() << " ms";
+  EXPECT_LT(took, milliseconds(2000));
+  close(fd);
+  EXPECT_EQ(HttpsRequest(server_->port(), ca(), "/-/healthy").status, 200);
+}
+
+TEST_F(WebConfigServer, TlsScrapesAreAnsweredDuringAFloodOfIdleConnections) {
   Start(Config(true));
-  ASSERT_NE(server_->BackendPortForTest(), server_->port());
-  HttpResponse r = HttpGet(kHost, server_->BackendPortForTest(), "/metrics");
-  ASSERT_TRUE(r.ok()) << r.error;
-  EXPECT_EQ(r.status, 403);
-  EXPECT_EQ(r.body.find("connwatch_"), std::string::npos);
+  std::vector<int> flood;
+  for (int i = 0; i < 200; ++i) {
+    std::string error;
+    int fd = http_client_internal::Connect(
+        kHost, server_->port(), std::chrono::steady_clock::now() + milliseconds(5000), &error,
+        "127.0.0.2");
+    ASSERT_GE(fd, 0) << error;
+    flood.push_back(fd);
+  }
+  for (int i = 0; i < 5; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    HttpResponse r = HttpsRequest(server_->port(), ca(), "/metrics");
+    EXPECT_EQ(r.status, 200) << "scrape " << i << " during the flood: " << r.error;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(1000)) << "scrape " << i;
+  }
+  for (int fd : flood) close(fd);
 }
 
 TEST_F(WebConfigServer, MinVersionRefusesOlderClients) {
@@ -456,13 +484,13 @@ TEST_F(WebConfigServer, BasicAuthOverPlainHttp) {
     EXPECT_EQ(r.Header("WWW-Authenticate"), "Basic realm=\"connwatchd\", charset=\"UTF-8\"");
   }
   HttpResponse wrong = HttpRequest(kHost, port, "GET", "/metrics", "", std::chrono::seconds(10),
-                                   {"Authorization: " + BasicHeader("prometheus", "guess")});
+                                   {"Authorization: " + BasicAuthHeader("prometheus", "guess")});
   EXPECT_EQ(wrong.status, 401);
   EXPECT_TRUE(wrong.HasHeader("WWW-Authenticate"));
   HttpResponse head = HttpRequest(kHost, port, "HEAD", "/metrics");
   EXPECT_EQ(head.status, 401);
   HttpResponse good = HttpRequest(kHost, port, "GET", "/metrics", "", std::chrono::seconds(10),
-                                  {"Authorization: " + BasicHeader("prometheus", "scrape-me")});
+                                  {"Authorization: " + BasicAuthHeader("prometheus", "scrape-me")});
   EXPECT_EQ(good.status, 200);
   EXPECT_NE(good.body.find("connwatch_build_info"), std::string::npos);
 }
@@ -471,11 +499,11 @@ TEST_F(WebConfigServer, TlsAndBasicAuthTogether) {
   Start(Config(true, {{"prometheus", Bcrypt("scrape-me")}}));
   EXPECT_EQ(HttpsRequest(server_->port(), ca(), "/metrics").status, 401);
   EXPECT_EQ(HttpsRequest(server_->port(), ca(), "/metrics",
-                         {"Authorization: " + BasicHeader("prometheus", "nope")})
+                         {"Authorization: " + BasicAuthHeader("prometheus", "nope")})
                 .status,
             401);
   HttpResponse r = HttpsRequest(server_->port(), ca(), "/metrics",
-                                {"Authorization: " + BasicHeader("prometheus", "scrape-me")});
+                                {"Authorization: " + BasicAuthHeader("prometheus", "scrape-me")});
   EXPECT_EQ(r.status, 200) << r.error;
 }
 
@@ -573,7 +601,7 @@ TEST(WebConfig, DaemonServesTlsWithBasicAuth) {
   ASSERT_FALSE(line.empty()) << d.Output();
   int port = std::stoi(testing::LogfmtValue(line, "port"));
   HttpResponse r = HttpsRequest(port, dir.path() + "/tls.crt", "/metrics",
-                                {"Authorization: " + BasicHeader("prom", "pw")});
+                                {"Authorization: " + BasicAuthHeader("prom", "pw")});
   EXPECT_EQ(r.status, 200) << r.error << d.Output();
   EXPECT_EQ(HttpsRequest(port, dir.path() + "/tls.crt", "/metrics").status, 401);
   EXPECT_FALSE(HttpGet(kHost, port, "/metrics", milliseconds(5000)).ok());

@@ -246,6 +246,7 @@ void EventLog::Record(Event event) {
   }
   ring_.push_back(std::move(event));
   if (ring_.size() > kRingSize) ring_.pop_front();
+  followers_.Deliver(ring_.back());
 }
 
 void EventLog::Message(LogLevel level, std::string_view msg, const std::vector<LogField>& fields) {
@@ -263,6 +264,18 @@ std::vector<Event> EventLog::Recent(size_t limit) const {
   out.reserve(std::min(limit, ring_.size()));
   for (auto it = ring_.rbegin(); it != ring_.rend() && out.size() < limit; ++it) out.push_back(*it);
   return out;
+}
+
+std::unique_ptr<EventFollowers::Follower> EventLog::Follow(std::string target, uint64_t after_seq,
+                                                          size_t limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Event> backlog;
+  if (after_seq > 0) {
+    for (const Event& e : ring_) {
+      if (e.seq > after_seq) backlog.push_back(e);
+    }
+  }
+  return followers_.Add(std::move(target), limit, backlog);
 }
 
 uint64_t EventLog::total_recorded() const {

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/event_followers.h"
 #include "core/probe.h"
 #include "core/reason.h"
 #include "core/tcp_sample.h"
@@ -130,6 +131,17 @@ class EventLog {
   std::vector<Event> Recent(size_t limit = kRingSize) const;
   uint64_t total_recorded() const;
 
+  // A live follower of the events recorded from now on (of `target` only,
+  // unless ""), whose queue starts with the ring's events after `after_seq`
+  // (0: none), so a client that reconnects with the last seq it saw misses
+  // nothing the ring still holds. At most `limit` events wait in its queue;
+  // past that it is dropped (Wait() says kOverrun). Record() never waits for it.
+  std::unique_ptr<EventFollowers::Follower> Follow(std::string target, uint64_t after_seq,
+                                                   size_t limit);
+  // Ends every follower (shutdown): their Wait() returns kClosed.
+  void CloseFollowers() { followers_.CloseAll(); }
+  size_t followers() const { return followers_.size(); }
+
   // The line Record would write, without the newline (for tests).
   std::string FormatEvent(const Event& event) const;
   // The line Message would write at `unix_time`, without the newline.
@@ -144,6 +156,7 @@ class EventLog {
   mutable std::mutex mu_;
   std::deque<Event> ring_;
   uint64_t next_seq_ = 1;
+  EventFollowers followers_;  // fed under mu_, in seq order.
 };
 
 }  // namespace connwatch

@@ -227,7 +227,7 @@ void Monitor::UpdateSocketBudget() {
   struct rlimit limit;
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return;
   const size_t max = static_cast<size_t>(limit.rlim_cur);
-  const size_t reserve = std::min<size_t>(kFdReserve, max / 2);
+  const size_t reserve = std::min<size_t>(kFdReserve + options_.http_fds, max / 2);
   ctx_.socket_budget = max - reserve;
 }
 

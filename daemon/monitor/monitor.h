@@ -31,6 +31,10 @@ class Monitor : public DaemonControl {
     std::string config_path;
     std::string dns_servers;  // overrides resolv.conf when set
     uint64_t seed = 0;        // 0: random
+    // File descriptors kept out of the targets' budget for the HTTP server
+    // (HttpServer::FdsNeeded), on top of kFdReserve for DNS, config reads
+    // and the daemon's own.
+    size_t http_fds = 0;
     // Bench-only: leave held sockets out of EV_READ (LoopContext::event_reads).
     bool event_reads = true;
   };
@@ -87,7 +91,8 @@ class Monitor : public DaemonControl {
   void FinishLoad(ConfigLoadResult& result, double load_seconds, const std::vector<int32_t>& match,
                   const Config* matched_against);
   void LoaderMain();
-  // Target sockets may use RLIMIT_NOFILE less kFdReserve (at most half).
+  // Target sockets may use RLIMIT_NOFILE less kFdReserve and the HTTP
+  // server's share (together at most half).
   void UpdateSocketBudget();
   // Replaces targets_ by config's targets; `match` from MatchTargets (monitor.cc)
   // against the config targets_ runs (applied_).

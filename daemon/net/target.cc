@@ -15,6 +15,7 @@
 #include "core/clock.h"
 #include "net/probes.h"
 #include "net/socket_ops.h"
+#include "net/target_pool.h"
 #include "net/tcp_info.h"
 
 namespace connwatch {
@@ -36,6 +37,9 @@ std::shared_ptr<const re2::RE2> LoopContext::Regex(const std::string& pattern) {
   regex_cache.emplace(pattern, re);
   return re;
 }
+
+void* Target::operator new(size_t size) { return AllocateTargetSlot(size); }
+void Target::operator delete(void* p) { FreeTargetSlot(p); }
 
 Target::Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config)
     : ctx_(ctx),

@@ -89,6 +89,9 @@ class Target {
   ~Target();  // closes the socket silently; call Close() first to log it.
   Target(const Target&) = delete;
   Target& operator=(const Target&) = delete;
+  // Targets live in huge-page blocks (net/target_pool.h).
+  static void* operator new(size_t size);
+  static void operator delete(void* p);
 
   // Schedules the first attempt after U[0, startup_jitter).
   void Start();

@@ -1,12 +1,7 @@
 #include "web/web_config.h"
 
-#include <crypt.h>
-#include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include <strings.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -25,14 +20,6 @@ namespace connwatch {
 namespace {
 
 constexpr size_t kMaxWebConfigBytes = 1 << 20;
-
-// Remembered good credentials; past this the set starts again (a scraper
-// sends one set of credentials, so this only bounds a pathological client).
-constexpr size_t kMaxVerifiedCredentials = 256;
-
-// A bcrypt hash of a random password at cost 10, checked for unknown users so
-// that they take as long as known ones.
-constexpr const char* kDummyHash = "$2y$10$VdfJ7fpe6ynOtvxTr2.fIOil0WjDWMNCBcTF3knnmy1vQ/ke9S/Ui";
 
 // Keys of the exporter-toolkit's web config that connwatchd does not
 // implement: refused with a clear message rather than ignored.
@@ -61,42 +48,84 @@ std::string Describe(const YAML::Node& node) {
   return "an empty value";
 }
 
-// The OpenSSL error queue of this thread as one line, emptied.
-std::string OpenSslErrors() {
-  std::string out;
-  while (unsigned long code = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(code, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
+// The size a certificate or key file may have; a PEM chain is a few KiB.
+constexpr size_t kMaxTlsFileBytes = 1 << 20;
+
+// Reads `path` whole into `out`; "" or why not.
+std::string ReadTlsFile(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::strerror(errno ? errno : ENOENT);
+  std::string text;
+  char buf[16384];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    text.append(buf, static_cast<size_t>(in.gcount()));
+    if (text.size() > kMaxTlsFileBytes) return "larger than 1 MiB";
   }
-  return out.empty() ? std::string("unknown OpenSSL error") : out;
+  if (in.bad()) return std::strerror(errno ? errno : EIO);
+  *out = std::move(text);
+  return "";
 }
 
-// True (and the error queue emptied) when the last OpenSSL error says that
-// a key does not belong to the certificate: OpenSSL 3 already refuses such a
-// key while loading it, and SSL_CTX_check_private_key then says so plainly.
-bool KeyMismatch() {
-  unsigned long code = ERR_peek_last_error();
-  if (ERR_GET_LIB(code) != ERR_LIB_X509 || ERR_GET_REASON(code) != X509_R_KEY_VALUES_MISMATCH) {
-    return false;
-  }
-  ERR_clear_error();
-  return true;
+gnutls_datum_t Datum(const std::string& s) {
+  return {reinterpret_cast<unsigned char*>(const_cast<char*>(s.data())),
+          static_cast<unsigned>(s.size())};
 }
 
-int OpenSslVersion(TlsVersion v) {
+// What GnuTLS makes of `cert_pem` and `key_pem`: "" when the chain and the
+// key load and belong together, else one of the three complaints below
+// (`which` says which file is at fault: 'c' the certificate, 'k' the key,
+// 'm' a key that does not match).
+std::string CheckTlsPair(const std::string& cert_pem, const std::string& key_pem, char* which) {
+  gnutls_datum_t cert = Datum(cert_pem), key = Datum(key_pem);
+  gnutls_x509_crt_t* crts = nullptr;
+  unsigned count = 0;
+  int rc = gnutls_x509_crt_list_import2(&crts, &count, &cert, GNUTLS_X509_FMT_PEM,
+                                        0);
+  if (rc < 0 || count == 0) {
+    *which = 'c';
+    return rc < 0 ? gnutls_strerror(rc) : "no certificate in the file";
+  }
+  for (unsigned i = 0; i < count; ++i) gnutls_x509_crt_deinit(crts[i]);
+  gnutls_free(crts);
+  gnutls_x509_privkey_t pk;
+  gnutls_x509_privkey_init(&pk);
+  rc = gnutls_x509_privkey_import2(pk, &key, GNUTLS_X509_FMT_PEM, nullptr, 0);
+  gnutls_x509_privkey_deinit(pk);
+  if (rc < 0) {
+    *which = 'k';
+    return gnutls_strerror(rc);
+  }
+  gnutls_certificate_credentials_t cred;
+  if (gnutls_certificate_allocate_credentials(&cred) < 0) {
+    *which = 'c';
+    return "out of memory";
+  }
+  // The call the TLS listener makes with the same files.
+  rc = gnutls_certificate_set_x509_key_mem2(cred, &cert, &key, GNUTLS_X509_FMT_PEM, nullptr, 0);
+  gnutls_certificate_free_credentials(cred);
+  if (rc == GNUTLS_E_CERTIFICATE_KEY_MISMATCH) {
+    *which = 'm';
+    return gnutls_strerror(rc);
+  }
+  if (rc < 0) {
+    *which = 'k';
+    return gnutls_strerror(rc);
+  }
+  return "";
+}
+
+std::string_view GnutlsVersionName(TlsVersion v) {
   switch (v) {
     case TlsVersion::kTls10:
-      return TLS1_VERSION;
+      return "VERS-TLS1.0";
     case TlsVersion::kTls11:
-      return TLS1_1_VERSION;
+      return "VERS-TLS1.1";
     case TlsVersion::kTls12:
-      return TLS1_2_VERSION;
+      return "VERS-TLS1.2";
     case TlsVersion::kTls13:
-      return TLS1_3_VERSION;
+      return "VERS-TLS1.3";
   }
-  return TLS1_2_VERSION;
+  return "VERS-TLS1.2";
 }
 
 bool ParseTlsVersion(std::string_view word, TlsVersion* v) {
@@ -343,29 +372,29 @@ class Loader {
       }
     }
     if (!readable) return;
-    std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_server_method()),
-                                                          &SSL_CTX_free);
-    if (!ctx) {
-      Error(cert_node, path, "cannot create a TLS context: " + OpenSslErrors());
+    std::string cert_pem, key_pem, why;
+    if (!(why = ReadTlsFile(tls.cert_file, &cert_pem)).empty()) {
+      Error(cert_node, Join(path, "cert_file"), "cannot read \"" + tls.cert_file + "\": " + why);
       return;
     }
-    ERR_clear_error();
-    if (SSL_CTX_use_certificate_chain_file(ctx.get(), tls.cert_file.c_str()) != 1) {
+    if (!(why = ReadTlsFile(tls.key_file, &key_pem)).empty()) {
+      Error(key_node, Join(path, "key_file"), "cannot read \"" + tls.key_file + "\": " + why);
+      return;
+    }
+    char which = 0;
+    why = CheckTlsPair(cert_pem, key_pem, &which);
+    explicit_bzero(key_pem.data(), key_pem.size());
+    if (why.empty()) return;
+    if (which == 'c') {
       Error(cert_node, Join(path, "cert_file"),
-            "cannot load the certificate from \"" + tls.cert_file + "\": " + OpenSslErrors());
-      return;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx.get(), tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1 &&
-        !KeyMismatch()) {
+            "cannot load the certificate from \"" + tls.cert_file + "\": " + why);
+    } else if (which == 'k') {
       Error(key_node, Join(path, "key_file"),
-            "cannot load the private key from \"" + tls.key_file + "\": " + OpenSslErrors());
-      return;
-    }
-    if (SSL_CTX_check_private_key(ctx.get()) != 1) {
+            "cannot load the private key from \"" + tls.key_file + "\": " + why);
+    } else {
       Error(key_node, Join(path, "key_file"),
             "the private key in \"" + tls.key_file + "\" does not match the certificate in \"" +
                 tls.cert_file + "\"");
-      ERR_clear_error();
     }
   }
 
@@ -476,132 +505,32 @@ WebConfigLoadResult LoadWebConfigFile(const std::string& path) {
   return ParseWebConfig(text, path, dir);
 }
 
-std::string ConfigureTlsContext(const WebTlsConfig& tls, void* ssl_ctx) {
-  SSL_CTX* ctx = static_cast<SSL_CTX*>(ssl_ctx);
-  ERR_clear_error();
-  if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert_file.c_str()) != 1) {
-    return "cannot load the certificate from \"" + tls.cert_file + "\": " + OpenSslErrors();
+std::string LoadTlsMaterial(const WebTlsConfig& tls, TlsMaterial* out) {
+  TlsMaterial m;
+  std::string why;
+  if (!(why = ReadTlsFile(tls.cert_file, &m.cert_pem)).empty()) {
+    return "cannot read \"" + tls.cert_file + "\": " + why;
   }
-  if (SSL_CTX_use_PrivateKey_file(ctx, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1 &&
-      !KeyMismatch()) {
-    return "cannot load the private key from \"" + tls.key_file + "\": " + OpenSslErrors();
+  if (!(why = ReadTlsFile(tls.key_file, &m.key_pem)).empty()) {
+    return "cannot read \"" + tls.key_file + "\": " + why;
   }
-  if (SSL_CTX_check_private_key(ctx) != 1) {
-    ERR_clear_error();
+  char which = 0;
+  why = CheckTlsPair(m.cert_pem, m.key_pem, &which);
+  if (!why.empty()) {
+    explicit_bzero(m.key_pem.data(), m.key_pem.size());
+    if (which == 'c') return "cannot load the certificate from \"" + tls.cert_file + "\": " + why;
+    if (which == 'k') return "cannot load the private key from \"" + tls.key_file + "\": " + why;
     return "the private key in \"" + tls.key_file + "\" does not match the certificate";
   }
-  if (SSL_CTX_set_min_proto_version(ctx, OpenSslVersion(tls.min_version)) != 1 ||
-      SSL_CTX_set_max_proto_version(ctx, tls.max_version ? OpenSslVersion(*tls.max_version) : 0) !=
-          1) {
-    return "cannot set the TLS protocol versions: " + OpenSslErrors();
+  m.priorities = "NORMAL:-VERS-ALL";
+  const int hi = tls.max_version ? static_cast<int>(*tls.max_version)
+                                 : static_cast<int>(TlsVersion::kTls13);
+  for (int v = hi; v >= static_cast<int>(tls.min_version); --v) {
+    m.priorities += ":+";
+    m.priorities += GnutlsVersionName(static_cast<TlsVersion>(v));
   }
+  *out = std::move(m);
   return "";
-}
-
-// --- Basic auth ----------------------------------------------------------
-
-bool Base64Decode(std::string_view in, std::string* out) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  if (in.size() % 4 != 0) return false;
-  out->clear();
-  out->reserve(in.size() / 4 * 3);
-  for (size_t i = 0; i < in.size(); i += 4) {
-    int v[4];
-    int pad = 0;
-    for (int j = 0; j < 4; ++j) {
-      char c = in[i + j];
-      if (c == '=') {
-        // Padding only at the very end, in the last one or two places.
-        if (i + 4 != in.size() || j < 2) return false;
-        ++pad;
-        v[j] = 0;
-        continue;
-      }
-      if (pad > 0) return false;
-      v[j] = value(c);
-      if (v[j] < 0) return false;
-    }
-    uint32_t n = (static_cast<uint32_t>(v[0]) << 18) | (static_cast<uint32_t>(v[1]) << 12) |
-                 (static_cast<uint32_t>(v[2]) << 6) | static_cast<uint32_t>(v[3]);
-    out->push_back(static_cast<char>((n >> 16) & 0xff));
-    if (pad < 2) out->push_back(static_cast<char>((n >> 8) & 0xff));
-    if (pad < 1) out->push_back(static_cast<char>(n & 0xff));
-  }
-  return true;
-}
-
-BasicAuthenticator::BasicAuthenticator(std::vector<BasicAuthUser> users)
-    : users_(std::move(users)) {}
-
-bool BasicAuthenticator::Check(std::string_view authorization) {
-  if (users_.empty()) return true;
-  while (!authorization.empty() && authorization.front() == ' ') authorization.remove_prefix(1);
-  constexpr std::string_view kScheme = "basic";
-  if (authorization.size() <= kScheme.size() ||
-      strncasecmp(authorization.data(), kScheme.data(), kScheme.size()) != 0 ||
-      authorization[kScheme.size()] != ' ') {
-    return false;
-  }
-  authorization.remove_prefix(kScheme.size());
-  while (!authorization.empty() && authorization.front() == ' ') authorization.remove_prefix(1);
-  while (!authorization.empty() && authorization.back() == ' ') authorization.remove_suffix(1);
-  std::string decoded;
-  if (!Base64Decode(authorization, &decoded)) return false;
-  size_t colon = decoded.find(':');
-  if (colon == std::string::npos) return false;
-  return Verify(std::string_view(decoded).substr(0, colon),
-                std::string_view(decoded).substr(colon + 1));
-}
-
-bool BasicAuthenticator::Verify(std::string_view user, std::string_view password) {
-  const BasicAuthUser* found = nullptr;
-  for (const BasicAuthUser& u : users_) {
-    if (u.name == user) found = &u;
-  }
-  const std::string hash = found ? found->bcrypt_hash : std::string(kDummyHash);
-  // crypt_r takes a C string: a password with a NUL byte cannot match.
-  const bool has_nul = password.find('\0') != std::string_view::npos;
-
-  // Key of the remembered-credentials set: SHA-256(user NUL hash NUL password).
-  std::string material;
-  material.reserve(user.size() + hash.size() + password.size() + 2);
-  material.append(user).push_back('\0');
-  material.append(hash).push_back('\0');
-  material.append(password);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int digest_len = 0;
-  std::string key;
-  if (EVP_Digest(material.data(), material.size(), digest, &digest_len, EVP_sha256(), nullptr) ==
-      1) {
-    key.assign(reinterpret_cast<const char*>(digest), digest_len);
-  }
-  OPENSSL_cleanse(material.data(), material.size());
-  if (found && !has_nul && !key.empty()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (verified_.count(key) > 0) return true;
-  }
-
-  auto data = std::make_unique<crypt_data>();
-  std::memset(data.get(), 0, sizeof(crypt_data));
-  const std::string pw(has_nul ? std::string_view() : password);
-  const char* out = crypt_r(pw.c_str(), hash.c_str(), data.get());
-  bool match = out != nullptr && std::strlen(out) == hash.size() &&
-               CRYPTO_memcmp(out, hash.data(), hash.size()) == 0;
-  OPENSSL_cleanse(data.get(), sizeof(crypt_data));
-  match = match && found != nullptr && !has_nul;
-  if (match && !key.empty()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (verified_.size() >= kMaxVerifiedCredentials) verified_.clear();
-    verified_.insert(key);
-  }
-  return match;
 }
 
 }  // namespace connwatch

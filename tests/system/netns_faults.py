@@ -967,7 +967,7 @@ class Flood(Scenario):
         self.peer = self.start_peer()
         self.start_daemon([("flood", f"{lab.p_ip}:{PEER_PORT}", {})])
         self.wait_up([HEALTHY, "flood"])
-        for _ in range(5):  # let civetweb's threads and the scrape path settle
+        for _ in range(5):  # let the HTTP threads and the scrape path settle
             self.daemon.metrics()
         rss0, hwm0 = self.daemon.rss_kb()
         t0 = time.monotonic()
