@@ -484,7 +484,7 @@ TEST_F(HttpServerTest, TargetsJson) {
   std::vector<std::string> keys = {
       "name",        "address",     "resolved_address", "labels",      "state",
       "up",          "since",       "last_event",       "connects",    "connect_failures",
-      "disconnects", "icmp_errors", "rtt_seconds",      "retransmits", "heartbeat_seconds"};
+      "disconnects", "icmp_errors", "rtt_seconds",      "retransmits", "heartbeat_seconds", "tls"};
   for (const Json& t : targets) {
     EXPECT_EQ(t.size(), keys.size());
     for (const std::string& k : keys) EXPECT_TRUE(t.contains(k)) << k;

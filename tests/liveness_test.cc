@@ -158,7 +158,8 @@ TEST(Reasons, NamesAreTheContract) {
                             "net_unreachable", "dns_error",         "local_error",
                             "error",          "peer_closed",       "peer_reset",
                             "keepalive_timeout", "user_timeout",    "heartbeat_timeout",
-                            "heartbeat_mismatch"};
+                            "heartbeat_mismatch", "tls_handshake",  "tls_verify",
+                            "tls_alert"};
   ASSERT_EQ(std::size(expected), kReasonCount);
   for (size_t i = 0; i < kReasonCount; ++i) {
     EXPECT_EQ(ReasonName(static_cast<Reason>(i)), expected[i]);
@@ -172,9 +173,13 @@ TEST(Reasons, NamesAreTheContract) {
 
 TEST(Reasons, ConnectAndDisconnectSets) {
   for (Reason r : {Reason::kRefused, Reason::kTimeout, Reason::kHostUnreachable,
-                   Reason::kNetUnreachable, Reason::kDnsError, Reason::kLocalError, Reason::kError}) {
+                   Reason::kNetUnreachable, Reason::kDnsError, Reason::kLocalError, Reason::kError,
+                   Reason::kTlsHandshake, Reason::kTlsVerify}) {
     EXPECT_TRUE(IsConnectFailureReason(r)) << ReasonName(r);
   }
+  EXPECT_FALSE(IsConnectFailureReason(Reason::kTlsAlert));
+  EXPECT_TRUE(IsDisconnectReason(Reason::kTlsAlert));
+  EXPECT_FALSE(IsDisconnectReason(Reason::kTlsVerify));
   for (Reason r : {Reason::kPeerClosed, Reason::kPeerReset, Reason::kKeepaliveTimeout,
                    Reason::kUserTimeout, Reason::kHostUnreachable, Reason::kNetUnreachable,
                    Reason::kHeartbeatTimeout, Reason::kHeartbeatMismatch, Reason::kLocalError,

@@ -62,6 +62,16 @@ Snapshot RandomSnapshot(std::mt19937_64& rng, size_t targets) {
     t.retransmits_total = pick(10);
     t.has_rtt = chance(60);
     t.rtt_seconds = doubles[pick(std::size(doubles))];
+    if (chance(30)) {
+      auto tls = std::make_shared<TlsPeerInfo>();
+      tls->version = chance(50) ? "TLSv1.3" : "TLSv1.2";
+      tls->cipher = text();
+      tls->subject = text();
+      tls->issuer = text();
+      tls->fingerprint = text();
+      tls->earliest_expiry_unix = chance(80) ? doubles[pick(std::size(doubles))] : 0;
+      t.tls = tls;
+    }
     t.has_heartbeat = chance(30);
     t.heartbeat_seconds = std::uniform_real_distribution<double>(0, 3)(rng);
     snap.targets.push_back(std::move(t));

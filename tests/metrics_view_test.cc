@@ -222,6 +222,15 @@ Snapshot MakeSnapshot() {
   hb.rtt_seconds = 0.00005;
   hb.has_heartbeat = true;
   hb.heartbeat_seconds = 0.0021;
+  auto tls = std::make_shared<TlsPeerInfo>();
+  tls->valid = true;
+  tls->version = "TLSv1.3";
+  tls->cipher = "TLS_AES_256_GCM_SHA384";
+  tls->subject = "CN=hb.example,O=Example \"Q\"";
+  tls->issuer = "CN=Example CA";
+  tls->fingerprint = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  tls->earliest_expiry_unix = 1735689600;
+  hb.tls = tls;
   s.targets.push_back(hb);
 
   s.targets_by_state[static_cast<size_t>(TargetState::kUp)] = 2;
@@ -236,6 +245,10 @@ Snapshot MakeSnapshot() {
   s.connection_lifetime.buckets = {1, 0, 1, 1};
   s.connection_lifetime.count = 3;
   s.connection_lifetime.sum = 9000.5;
+  s.tls_handshake_duration.bounds = {0.01, 0.1};
+  s.tls_handshake_duration.buckets = {1, 0, 0};
+  s.tls_handshake_duration.count = 1;
+  s.tls_handshake_duration.sum = 0.004;
   s.checks = 120;
   s.probe_runs[static_cast<size_t>(Detector::kPeek)] = 120;
   s.probe_runs[static_cast<size_t>(Detector::kRead)] = 7;

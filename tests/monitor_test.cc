@@ -200,7 +200,10 @@ TEST_F(MonitorTest, FloodingPeerIsDrainedWithoutGrowingOrStarvingOthers) {
 }
 
 TEST_F(MonitorTest, Ipv6TargetOnLoopback) {
-  auto peer = std::make_unique<TestPeer>(PeerOptions{"::1", 0, 128, {}});
+  PeerOptions v6;
+  v6.bind_address = "::1";
+  v6.backlog = 128;
+  auto peer = std::make_unique<TestPeer>(v6);
   std::string err = peer->Start();
   if (!err.empty()) GTEST_SKIP() << "cannot bind [::1] on this host: " << err;
   const std::string addr = "[::1]:" + std::to_string(peer->port());

@@ -1,5 +1,7 @@
 #include "config/loader.h"
 
+#include "config/tls_client_context.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -74,15 +76,18 @@ constexpr std::string_view kIncludedKeys[] = {"targets"};
 constexpr std::string_view kSettingKeys[] = {
     "connect_timeout", "check_interval", "keepalive",    "user_timeout", "backoff",
     "address_family",  "source_address", "startup_jitter", "check_jitter", "heartbeat",
-    "probes",          "report_icmp"};
+    "probes",          "report_icmp",    "tls"};
 constexpr std::string_view kTargetKeys[] = {
     "name",           "address",        "labels",         "connect_timeout", "check_interval",
     "keepalive",      "user_timeout",   "backoff",        "address_family",  "source_address",
-    "startup_jitter", "check_jitter",   "heartbeat",      "probes",          "report_icmp"};
+    "startup_jitter", "check_jitter",   "heartbeat",      "probes",          "report_icmp",
+    "tls"};
 constexpr std::string_view kKeepaliveKeys[] = {"idle", "interval", "count"};
 constexpr std::string_view kBackoffKeys[] = {"initial", "max"};
 constexpr std::string_view kHeartbeatKeys[] = {"send", "expect", "interval", "timeout", "fall"};
 constexpr std::string_view kProbeWords[] = {"peek", "zero_send", "tcp_info", "so_error"};
+constexpr std::string_view kTlsKeys[] = {"server_name", "ca_file",           "cert_file",
+                                         "key_file",    "insecure_skip_verify", "min_version"};
 
 // ---------------------------------------------------------------------------
 // The document tree.
@@ -737,6 +742,16 @@ struct Settings {
   Field<int> heartbeat_fall;
   Field<ProbeList> probes;
   Field<bool> report_icmp;
+  // `tls:` absent (inherit), false/null (off), or a map (on, merged key by
+  // key over the defaults' tls). File paths are resolved when parsed.
+  enum class Tls : uint8_t { kInherit, kOff, kOn } tls = Tls::kInherit;
+  const YamlNode* tls_node = nullptr;
+  Field<std::string> tls_server_name;
+  Field<std::string> tls_ca_file;
+  Field<std::string> tls_cert_file;
+  Field<std::string> tls_key_file;
+  Field<bool> tls_insecure_skip_verify;
+  Field<TlsVersion> tls_min_version;
 };
 
 // The value a target gets: its own, else the default's, else `builtin`.
@@ -867,6 +882,20 @@ class Loader {
   std::optional<ProbeList> Probes(const SourceFile& f, const YamlNode* node,
                                   const std::string& path);
   std::optional<bool> Boolean(const SourceFile& f, const YamlNode* node, const std::string& path);
+  void ParseTls(const SourceFile& f, const YamlNode* node, const std::string& path, Settings* s);
+  // The target's TLS settings merged over the defaults', with its client
+  // context (built once per distinct files and settings); errors at the key
+  // that caused them, in the file that set it.
+  void ResolveTls(const SourceFile& f, const Settings& own, const std::string& path,
+                  TargetConfig* target);
+  // The context for `tls`; on failure reports `error` at the node of the
+  // failing key (`nodes`: where each key was set, and in which file).
+  struct TlsKeyPlace {
+    const SourceFile* file = nullptr;
+    const YamlNode* node = nullptr;
+  };
+  std::shared_ptr<ssl_ctx_st> TlsContextFor(const TlsConfig& tls, const std::string& path,
+                                            const TlsKeyPlace (&places)[3]);
   // Checks between keys, for defaults (inherited == nullptr) or a target.
   void CheckCombinations(const SourceFile& f, const Settings& own, const Settings* inherited,
                          const std::string& path);
@@ -896,6 +925,10 @@ class Loader {
   std::unordered_map<std::string, std::pair<std::string, std::string>> loaded_;
   std::string main_identity_;
   std::unordered_set<std::string> good_regexes_;
+  // Client contexts of this load, by TlsContextKey; a key that failed maps to
+  // nullptr (its error was reported once).
+  std::unordered_map<std::string, std::shared_ptr<ssl_ctx_st>> tls_contexts_;
+  SourceFile defaults_file_;  // where `defaults:` was read (for errors of its tls files)
   std::vector<std::string> files_;
   NodeCount node_count_;  // of every file read so far.
 };
@@ -1197,10 +1230,142 @@ bool Loader::ParseSetting(const SourceFile& f, std::string_view key, const YamlN
     s->probes = {Probes(f, value, path), value};
   } else if (key == "report_icmp") {
     s->report_icmp = {Boolean(f, value, path), value};
+  } else if (key == "tls") {
+    ParseTls(f, value, path, s);
   } else {
     return false;
   }
   return true;
+}
+
+void Loader::ParseTls(const SourceFile& f, const YamlNode* node, const std::string& path,
+                      Settings* s) {
+  s->tls_node = node;
+  if (node->kind == YamlNode::Kind::kNull ||
+      (node->kind == YamlNode::Kind::kScalar && node->plain && node->value == "false")) {
+    s->tls = Settings::Tls::kOff;
+    return;
+  }
+  if (node->kind != YamlNode::Kind::kMap) {
+    Error(f, node, path,
+          "expected a map (server_name, ca_file, cert_file, key_file, insecure_skip_verify, "
+          "min_version; {} for the defaults), or false to turn TLS off, got " +
+              Describe(node));
+    return;
+  }
+  s->tls = Settings::Tls::kOn;
+  auto file = [&](const YamlNode* value, const std::string& p, Field<std::string>* out) {
+    out->node = value;
+    if (!Scalar(f, value, p, "a file name")) return;
+    if (value->value.empty()) {
+      Error(f, value, p, "must not be empty");
+      return;
+    }
+    out->value = value->value[0] == '/' ? value->value : JoinPath(f.dir, value->value);
+  };
+  ForEachPair(f, node, path,
+              [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
+                const std::string p = Join(path, key);
+                if (key == "server_name") {
+                  s->tls_server_name.node = value;
+                  if (!Scalar(f, value, p, "a host name")) return;
+                  if (value->value.empty() || !IsHostName(value->value)) {
+                    if (!IsIpv4Literal(value->value) && !IsIpv6Literal(value->value)) {
+                      Error(f, value, p,
+                            "must be a host name (or an IP address) to send as SNI and verify, "
+                            "got " + Quote(value->value));
+                      return;
+                    }
+                  }
+                  s->tls_server_name.value = value->value;
+                } else if (key == "ca_file") {
+                  file(value, p, &s->tls_ca_file);
+                } else if (key == "cert_file") {
+                  file(value, p, &s->tls_cert_file);
+                } else if (key == "key_file") {
+                  file(value, p, &s->tls_key_file);
+                } else if (key == "insecure_skip_verify") {
+                  s->tls_insecure_skip_verify = {Boolean(f, value, p), value};
+                } else if (key == "min_version") {
+                  s->tls_min_version.node = value;
+                  if (!Scalar(f, value, p, "TLS10, TLS11, TLS12 or TLS13")) return;
+                  TlsVersion v;
+                  if (!ParseTlsVersion(value->value, &v)) {
+                    Error(f, value, p,
+                          "must be TLS10, TLS11, TLS12 or TLS13, got " + Quote(value->value));
+                    return;
+                  }
+                  s->tls_min_version.value = v;
+                } else {
+                  Error(f, key_node, path, UnknownKeyMessage(key, kTlsKeys));
+                }
+              });
+}
+
+std::shared_ptr<ssl_ctx_st> Loader::TlsContextFor(const TlsConfig& tls, const std::string& path,
+                                                  const TlsKeyPlace (&places)[3]) {
+  const std::string key = TlsContextKey(tls);
+  auto it = tls_contexts_.find(key);
+  if (it != tls_contexts_.end()) return it->second;
+  TlsContextError error;
+  std::shared_ptr<ssl_ctx_st> ctx = BuildTlsClientContext(tls, &error);
+  if (!ctx) {
+    const int which = error.key == "ca_file" ? 0 : error.key == "cert_file" ? 1 : 2;
+    const TlsKeyPlace& at = places[which];
+    const SourceFile& file = at.file != nullptr ? *at.file : defaults_file_;
+    Error(file, at.node, Join(path, "tls." + (error.key.empty() ? std::string("ca_file") : error.key)),
+          error.message);
+  }
+  tls_contexts_.emplace(key, ctx);
+  return ctx;
+}
+
+void Loader::ResolveTls(const SourceFile& f, const Settings& own, const std::string& path,
+                        TargetConfig* target) {
+  Settings::Tls mode = own.tls;
+  if (mode == Settings::Tls::kInherit) mode = defaults_.tls;
+  if (mode != Settings::Tls::kOn) return;
+  // Keys the target leaves out come from the defaults' tls, if on.
+  const bool merge = defaults_.tls == Settings::Tls::kOn;
+  const Settings* d = merge ? &defaults_ : nullptr;
+  TlsConfig tls;
+  auto pick = [&](const Field<std::string>& mine, const Field<std::string>* theirs,
+                  TlsKeyPlace* place) {
+    if (mine.value) {
+      *place = {&f, mine.node};
+      return *mine.value;
+    }
+    if (theirs != nullptr && theirs->value) {
+      *place = {&defaults_file_, theirs->node};
+      return *theirs->value;
+    }
+    return std::string();
+  };
+  TlsKeyPlace places[3];
+  TlsKeyPlace unused;
+  tls.server_name =
+      pick(own.tls_server_name, d ? &d->tls_server_name : nullptr, &unused);
+  tls.ca_file = pick(own.tls_ca_file, d ? &d->tls_ca_file : nullptr, &places[0]);
+  tls.cert_file = pick(own.tls_cert_file, d ? &d->tls_cert_file : nullptr, &places[1]);
+  tls.key_file = pick(own.tls_key_file, d ? &d->tls_key_file : nullptr, &places[2]);
+  tls.insecure_skip_verify =
+      Resolve(own.tls_insecure_skip_verify, d ? &d->tls_insecure_skip_verify : nullptr, false)
+          .value;
+  tls.min_version =
+      Resolve(own.tls_min_version, d ? &d->tls_min_version : nullptr, TlsVersion::kTls12).value;
+  const YamlNode* tls_at = own.tls_node != nullptr ? own.tls_node : defaults_.tls_node;
+  const SourceFile& tls_file = own.tls_node != nullptr ? f : defaults_file_;
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    Error(tls_file, tls_at, Join(path, "tls"),
+          tls.cert_file.empty() ? "key_file needs cert_file (a client certificate and its key)"
+                                : "cert_file needs key_file (a client certificate and its key)");
+    return;
+  }
+  tls.files_stamp = TlsFilesStamp(tls);
+  tls.context.ctx = TlsContextFor(tls, path, places);
+  if (!tls.context.ctx) return;
+  if (tls.server_name.empty()) tls.server_name = target->host;
+  target->tls = std::move(tls);
 }
 
 std::optional<bool> Loader::Boolean(const SourceFile& f, const YamlNode* node,
@@ -1344,6 +1509,7 @@ void Loader::ProcessDefaults(const SourceFile& f, const YamlNode* node) {
     Error(f, node, "defaults", "expected a map of settings, got " + Describe(node));
     return;
   }
+  defaults_file_ = f;
   ForEachPair(f, node, "defaults",
               [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
                 if (ParseSetting(f, key, value, "defaults", &defaults_)) return;
@@ -1355,6 +1521,12 @@ void Loader::ProcessDefaults(const SourceFile& f, const YamlNode* node) {
                 }
               });
   CheckCombinations(f, defaults_, nullptr, "defaults");
+  if (defaults_.tls == Settings::Tls::kOn) {
+    // The defaults' files are checked here, once, at their own place.
+    TargetConfig probe;
+    Settings none;
+    ResolveTls(f, none, "defaults", &probe);
+  }
 }
 
 void Loader::ParseLabels(const SourceFile& f, const YamlNode* node, const std::string& path,
@@ -1411,7 +1583,13 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
                 } else if (key == "labels") {
                   labels_node = value;
                 } else if (!ParseSetting(f, key, value, path, &own)) {
-                  Error(f, key_node, path, UnknownKeyMessage(key, kTargetKeys));
+                  if (Contains(kTlsKeys, key)) {
+                    Error(f, key_node, path,
+                          Quote(key) + " is a key of tls:, and this target has no TLS: write "
+                          "tls: {" + std::string(key) + ": ...} to hold a TLS session");
+                  } else {
+                    Error(f, key_node, path, UnknownKeyMessage(key, kTargetKeys));
+                  }
                 }
               });
 
@@ -1491,6 +1669,8 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
                 std::string(VersionName(LiteralVersion(source.value))));
     }
   }
+
+  if (have_address) ResolveTls(f, own, path, target.get());
 
   if (errors_.size() != errors_before) return;
 
@@ -1787,7 +1967,8 @@ std::vector<ConfigKeyGroup> ConfigKeyGroups() {
   return {group("", kMainKeys),           group("included", kIncludedKeys),
           group("global", kGlobalKeys),   group("defaults", kSettingKeys),
           group("targets[]", kTargetKeys), group("keepalive", kKeepaliveKeys),
-          group("backoff", kBackoffKeys), group("heartbeat", kHeartbeatKeys)};
+          group("backoff", kBackoffKeys), group("heartbeat", kHeartbeatKeys),
+          group("tls", kTlsKeys)};
 }
 
 void SetReadChunkHookForTest(std::function<void(size_t bytes_read)> hook) {

@@ -31,4 +31,29 @@ std::string ConfigError::ToString() const {
   return out;
 }
 
+std::string_view TlsVersionName(TlsVersion version) {
+  switch (version) {
+    case TlsVersion::kTls10:
+      return "TLS10";
+    case TlsVersion::kTls11:
+      return "TLS11";
+    case TlsVersion::kTls12:
+      return "TLS12";
+    case TlsVersion::kTls13:
+      return "TLS13";
+  }
+  return "TLS12";
+}
+
+bool ParseTlsVersion(std::string_view word, TlsVersion* version) {
+  for (TlsVersion candidate :
+       {TlsVersion::kTls10, TlsVersion::kTls11, TlsVersion::kTls12, TlsVersion::kTls13}) {
+    if (TlsVersionName(candidate) == word) {
+      *version = candidate;
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace connwatch

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -41,6 +42,46 @@ struct HeartbeatConfig {
   bool operator==(const HeartbeatConfig&) const = default;
 };
 
+// Protocol versions as Prometheus' tls_config and the exporter-toolkit spell
+// them: TLS10 ... TLS13.
+enum class TlsVersion : uint8_t { kTls10, kTls11, kTls12, kTls13 };
+std::string_view TlsVersionName(TlsVersion version);
+bool ParseTlsVersion(std::string_view word, TlsVersion* version);
+
+}  // namespace connwatch
+
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX; built by config/tls_client_context.h
+
+namespace connwatch {
+
+// The OpenSSL client context of a TLS target, built by the loader (off the
+// event loop: a CA bundle takes milliseconds to parse) from a TlsConfig and
+// shared by every target with the same files and settings. It carries no
+// identity of its own: two configs are equal when their TlsConfig fields
+// are, whatever context object they hold.
+struct TlsContextHandle {
+  std::shared_ptr<ssl_ctx_st> ctx;
+  bool operator==(const TlsContextHandle&) const { return true; }
+};
+
+// `tls:` of a target: hold a TLS session on the connection (Prometheus'
+// tls_config key names). Paths are absolute (resolved against the file that
+// set them).
+struct TlsConfig {
+  std::string server_name;  // SNI and the name verified; "" = the host of `address`.
+  std::string ca_file;      // "" = the system trust store.
+  std::string cert_file;    // client certificate (mutual TLS), with key_file; "" = none.
+  std::string key_file;
+  bool insecure_skip_verify = false;
+  TlsVersion min_version = TlsVersion::kTls12;
+  // What the loader saw of the files (device, inode, size, mtime): a file
+  // rewritten on disk makes the config differ at the next reload, so the
+  // targets using it reconnect with a context built from the new file.
+  std::string files_stamp;
+  TlsContextHandle context;
+  bool operator==(const TlsConfig&) const = default;
+};
+
 struct TargetConfig {
   std::string name;     // unique; defaults to `address`.
   std::string address;  // as written: "host:port" or "[v6]:port".
@@ -68,6 +109,7 @@ struct TargetConfig {
   // IP_RECVERR / IPV6_RECVERR: ICMP errors on the established connection are
   // reported at once (event icmp_error) instead of only when a timer kills it.
   bool report_icmp = false;
+  std::optional<TlsConfig> tls;  // none: plain TCP
 
   // Two targets are equal when nothing that affects the connection or the
   // exported series differs; reload keeps the connection of equal targets.

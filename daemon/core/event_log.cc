@@ -91,6 +91,10 @@ std::vector<LogField> EventFields(const Event& e) {
   if (e.err != 0) f.emplace_back("errno", ErrnoName(e.err));
   if (e.has_detected_by) f.emplace_back("detected_by", DetectorName(e.detected_by));
   if (e.connect_seconds >= 0) f.push_back(LogField::Seconds("connect_time", e.connect_seconds));
+  if (e.tls_handshake_seconds >= 0) {
+    f.push_back(LogField::Seconds("tls_handshake", e.tls_handshake_seconds));
+  }
+  if (e.close_notify >= 0) f.emplace_back("close_notify", e.close_notify ? "yes" : "no");
   if (e.connected_for >= 0) f.push_back(LogField::Seconds("connected_for", e.connected_for));
   if (e.tcp.valid) {
     f.push_back(LogField::Seconds("rtt", e.tcp.rtt_us / 1e6));

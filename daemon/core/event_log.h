@@ -111,6 +111,8 @@ struct Event {
   Detector detected_by = Detector::kRead;
   double connected_for = -1;      // seconds, disconnect/close only
   double connect_seconds = -1;    // connect only: time to establish
+  double tls_handshake_seconds = -1;  // connect of a TLS target: the handshake after TCP
+  int close_notify = -1;          // TLS peer_closed: 1 the peer sent close_notify, 0 not, -1 n/a
   TcpSample tcp;                  // snapshot taken before close (disconnect), or at connect
   std::string detail;             // free text, e.g. "heartbeat reply did not match"
 };

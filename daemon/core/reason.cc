@@ -9,7 +9,7 @@ constexpr std::string_view kReasonNames[kReasonCount] = {
     "refused",       "timeout",           "host_unreachable",  "net_unreachable",
     "dns_error",     "local_error",       "error",             "peer_closed",
     "peer_reset",    "keepalive_timeout", "user_timeout",      "heartbeat_timeout",
-    "heartbeat_mismatch"};
+    "heartbeat_mismatch", "tls_handshake", "tls_verify", "tls_alert"};
 constexpr std::string_view kStateNames[kStateCount] = {"backoff", "resolving",
                                                        "connecting", "up"};
 }  // namespace
@@ -30,13 +30,28 @@ bool ParseReason(std::string_view word, Reason* reason) {
 }
 
 bool IsConnectFailureReason(Reason reason) {
-  return static_cast<size_t>(reason) <= static_cast<size_t>(Reason::kError);
+  switch (reason) {
+    case Reason::kRefused:
+    case Reason::kTimeout:
+    case Reason::kHostUnreachable:
+    case Reason::kNetUnreachable:
+    case Reason::kDnsError:
+    case Reason::kLocalError:
+    case Reason::kError:
+    case Reason::kTlsHandshake:
+    case Reason::kTlsVerify:
+      return true;
+    default:
+      return false;
+  }
 }
 
 bool IsDisconnectReason(Reason reason) {
   switch (reason) {
     case Reason::kTimeout:
     case Reason::kDnsError:
+    case Reason::kTlsHandshake:
+    case Reason::kTlsVerify:
     case Reason::kCount:
       return false;
     default:

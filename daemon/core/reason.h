@@ -26,6 +26,10 @@ enum class Reason : uint8_t {
   kUserTimeout,       // ETIMEDOUT with data unacknowledged (TCP_USER_TIMEOUT).
   kHeartbeatTimeout,  // no heartbeat reply within timeout, `fall` times in a row.
   kHeartbeatMismatch, // a reply arrived but did not match `expect`, `fall` times.
+  // TLS targets (tls: in the config).
+  kTlsHandshake,  // connect failure: the TLS handshake failed or the peer sent an alert in it.
+  kTlsVerify,     // connect failure: the peer's certificate did not verify (chain, name, dates).
+  kTlsAlert,      // disconnect: a fatal TLS alert (or a TLS protocol error) after the handshake.
   kCount
 };
 inline constexpr size_t kReasonCount = static_cast<size_t>(Reason::kCount);

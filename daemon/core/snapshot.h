@@ -13,6 +13,7 @@
 #include "core/probe.h"
 #include "core/reason.h"
 #include "core/tcp_sample.h"
+#include "core/tls_peer.h"
 
 namespace connwatch {
 
@@ -38,6 +39,9 @@ struct TargetSnapshot {
   uint64_t retransmits_total = 0;  // summed over this target's connections.
   bool has_rtt = false;
   double rtt_seconds = 0;          // smoothed RTT of the current/last connection.
+  // TLS targets: the peer's certificates at the current or last handshake
+  // (null before the first one, and for plain TCP targets).
+  std::shared_ptr<const TlsPeerInfo> tls;
   bool has_heartbeat = false;      // heartbeat configured and at least one reply seen.
   double heartbeat_seconds = 0;    // last heartbeat round trip.
 };
@@ -56,6 +60,7 @@ struct Snapshot {
   std::array<uint64_t, kStateCount> targets_by_state{};
   HistogramSnapshot connect_duration;     // seconds from connect() to established.
   HistogramSnapshot connection_lifetime;  // seconds a connection stayed up.
+  HistogramSnapshot tls_handshake_duration;  // seconds from TCP connected to TLS established.
   HistogramSnapshot loop_busy;           // seconds spent handling one loop iteration.
   uint64_t checks = 0;                    // periodic checks made, all targets.
   // Probes run and deaths first seen, by Detector (and Reason).

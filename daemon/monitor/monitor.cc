@@ -1,5 +1,7 @@
 #include "monitor/monitor.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -137,6 +139,16 @@ std::vector<std::string> Monitor::Start() {
 }
 
 void Monitor::Run() {
+  // NOTE: OpenSSL writes a TLS target's records with write(), not send() with
+  // MSG_NOSIGNAL: writing to a connection the peer reset raises SIGPIPE,
+  // which kills the process by default. connwatchd ignores SIGPIPE (main.cc);
+  // the loop thread also blocks it, so that a process embedding the library
+  // (the tests) gets EPIPE too. A synchronous SIGPIPE blocked on the thread
+  // that caused it stays pending and harmless.
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
   running_ = true;
   ev_run(loop_, 0);
   running_ = false;
@@ -424,6 +436,7 @@ void Monitor::ContinueSnapshot(const std::shared_ptr<SnapshotJob>& job) {
   for (const auto& t : snap.targets) ++snap.targets_by_state[static_cast<size_t>(t.state)];
   snap.connect_duration = ctx_.connect_duration.Snapshot();
   snap.connection_lifetime = ctx_.connection_lifetime.Snapshot();
+  snap.tls_handshake_duration = ctx_.tls_handshake_duration.Snapshot();
   snap.loop_busy = loop_busy_.Snapshot();
   snap.checks = ctx_.checks;
   snap.probe_runs = ctx_.probe_runs;

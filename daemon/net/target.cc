@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <re2/re2.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -97,7 +98,13 @@ void Target::IoCb(struct ev_loop* /*loop*/, ev_io* w, int revents) {
   auto* self = static_cast<Target*>(w->data);
   switch (self->state_) {
     case TargetState::kConnecting:
-      self->OnConnectWritable();
+      if (self->handshaking_) {
+        self->ContinueTlsHandshake();
+      } else if (self->awaiting_verdict_) {
+        self->OnTlsVerdictReadable();
+      } else {
+        self->OnConnectWritable();
+      }
       break;
     case TargetState::kUp:
       // NOTE: libev maps ERR and HUP onto both EV_READ and EV_WRITE; with
@@ -119,6 +126,11 @@ void Target::TimerCb(struct ev_loop* /*loop*/, ev_timer* w, int /*revents*/) {
       self->RequestAttempt();
       break;
     case TargetState::kConnecting:
+      if (self->awaiting_verdict_) {
+        // No word from the server after its handshake: the certificate passed.
+        self->FinishTls();
+        break;
+      }
       self->ConnectFailed(Reason::kTimeout, 0,
                           "no answer within connect_timeout " +
                               FormatDuration(self->config_->connect_timeout));
@@ -240,6 +252,9 @@ void Target::BeginConnect() {
       return;
     }
   }
+  // connect_timeout bounds the TCP connect and, for a TLS target, the
+  // handshake after it.
+  ArmTimerAt(LoopNow() + Seconds(config_->connect_timeout));
   if (connect(fd_, reinterpret_cast<const sockaddr*>(&address_.addr), address_.len) == 0) {
     OnConnected();
     return;
@@ -252,7 +267,6 @@ void Target::BeginConnect() {
   // NOTE: watch for EV_WRITE only now; an unconnected socket reports HUP|OUT.
   ev_io_set(&io_, fd_, EV_WRITE);
   ev_io_start(ctx_->loop, &io_);
-  ArmTimerAt(LoopNow() + Seconds(config_->connect_timeout));
 }
 
 void Target::OnConnectWritable() {
@@ -271,6 +285,79 @@ void Target::OnConnected() {
     ConnectFailed(Reason::kRefused, 0, "connected to itself: nothing listens on the port");
     return;
   }
+  tcp_connected_at_ = MonoNow();
+  if (config_->tls) {
+    StartTlsHandshake();
+    return;
+  }
+  OnEstablished();
+}
+
+void Target::StartTlsHandshake() {
+  tls_ = std::make_unique<TlsSession>(config_->tls->context.ctx.get(), fd_, *config_->tls);
+  handshaking_ = true;
+  ContinueTlsHandshake();
+}
+
+void Target::ContinueTlsHandshake() {
+  const TlsSession::Status status = tls_->Handshake();
+  if (status == TlsSession::Status::kWantRead || status == TlsSession::Status::kWantWrite) {
+    // The same one ev_io, for what the handshake waits for next.
+    ev_io_stop(ctx_->loop, &io_);
+    ev_io_set(&io_, fd_, status == TlsSession::Status::kWantRead ? EV_READ : EV_WRITE);
+    ev_io_start(ctx_->loop, &io_);
+    return;
+  }
+  handshaking_ = false;
+  if (status != TlsSession::Status::kDone) {
+    const TlsSession::Failure& f = tls_->failure();
+    Reason reason = f.reason;
+    // A handshake that ended on a socket error or an EOF is the handshake's
+    // failure (the TCP connection itself was made).
+    if (!IsConnectFailureReason(reason)) reason = Reason::kTlsHandshake;
+    ConnectFailed(reason, f.err, f.detail);
+    return;
+  }
+  if (tls_->VerdictPending()) {
+    // Wait for the server's next flight, a short while at most.
+    awaiting_verdict_ = true;
+    ev_io_stop(ctx_->loop, &io_);
+    ev_io_set(&io_, fd_, EV_READ);
+    ev_io_start(ctx_->loop, &io_);
+    constexpr double kVerdictGrace = 0.25;
+    ArmTimerAt(LoopNow() + std::min(kVerdictGrace, ev_timer_remaining(ctx_->loop, &timer_)));
+    return;
+  }
+  FinishTls();
+}
+
+void Target::OnTlsVerdictReadable() {
+  int queued = 0;
+  ioctl(fd_, FIONREAD, &queued);
+  size_t n = 0;
+  const TlsSession::Status status =
+      tls_->Read(ctx_->drain_buffer.data(), LoopContext::kDrainChunk, &n);
+  if (status == TlsSession::Status::kDone ||
+      (status == TlsSession::Status::kWantRead && queued > 0)) {
+    FinishTls();  // records came and none was an alert: accepted
+    return;
+  }
+  if (status == TlsSession::Status::kWantRead || status == TlsSession::Status::kWantWrite) return;
+  awaiting_verdict_ = false;
+  const TlsSession::Failure& f = tls_->failure();
+  ConnectFailed(Reason::kTlsHandshake, f.err,
+                "the server ended the session after the handshake (it rejects our client "
+                "certificate?): " + f.detail);
+}
+
+void Target::FinishTls() {
+  awaiting_verdict_ = false;
+  ctx_->tls_handshake_duration.Observe(MonoNow() - tcp_connected_at_);
+  tls_peer_ = std::make_shared<const TlsPeerInfo>(tls_->peer());
+  OnEstablished();
+}
+
+void Target::OnEstablished() {
   const double now = MonoNow();
   const double loop_now = LoopNow();
   ev_io_stop(ctx_->loop, &io_);
@@ -288,11 +375,16 @@ void Target::OnConnected() {
   up_ = true;
   up_since_ = now;
   ++connects_;
-  const double connect_seconds = now - connect_started_;
+  // The TCP connect; a TLS handshake after it is the event's tls_handshake.
+  const double connect_seconds = tcp_connected_at_ - connect_started_;
   ctx_->connect_duration.Observe(connect_seconds);
 
   Event e = MakeEvent("connect", LogLevel::kInfo);
   e.connect_seconds = connect_seconds;
+  if (tls_) {
+    e.tls_handshake_seconds = now - tcp_connected_at_;
+    e.detail = tls_peer_->version + " " + tls_peer_->cipher;
+  }
   e.tcp = last_sample_;
   last_change_unix_ = e.unix_time;
   has_last_event_ = true;
@@ -346,6 +438,7 @@ void Target::ScheduleBackoff() {
 }
 
 bool Target::ReadAvailable() {
+  if (tls_) return ReadTls();
   ++ctx_->probe_runs[static_cast<size_t>(Detector::kRead)];
   char* buf = ctx_->drain_buffer.data();
   for (int i = 0; i < LoopContext::kMaxReadsPerWakeup; ++i) {
@@ -370,6 +463,53 @@ bool Target::ReadAvailable() {
   }
   // Bounded: more data may be waiting; the level-triggered watcher wakes us
   // again after the other targets had their turn.
+  return true;
+}
+
+bool Target::ReadTls() {
+  ++ctx_->probe_runs[static_cast<size_t>(Detector::kRead)];
+  if (config_->report_icmp) {
+    // NOTE: a socket error handed to OpenSSL ends the session, so an ICMP
+    // error reported at once (IP_RECVERR) is taken here first, with
+    // SO_ERROR, and the session goes on.
+    int pending = 0;
+    socklen_t len = sizeof pending;
+    if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &pending, &len) == 0 && pending != 0) {
+      TcpSample now = ReadTcpInfo(fd_);
+      Verdict verdict = ClassifyHeldError(pending, now, last_sample_);
+      if (!verdict.icmp()) {
+        Die(verdict, now, Detector::kRead, "");
+        return false;
+      }
+      OnIcmpError(verdict, Detector::kRead);
+    }
+  }
+  char* buf = ctx_->drain_buffer.data();
+  for (int i = 0; i < LoopContext::kMaxReadsPerWakeup || tls_->HasBuffered(); ++i) {
+    size_t n = 0;
+    const TlsSession::Status status = tls_->Read(buf, LoopContext::kDrainChunk, &n);
+    if (status == TlsSession::Status::kDone) {
+      if (heartbeat_) heartbeat_->OnBytes(std::string_view(buf, n), MonoNow());
+      continue;
+    }
+    if (status == TlsSession::Status::kWantRead) return true;
+    if (status == TlsSession::Status::kWantWrite) {
+      WatchWritable(true);  // the session has something to send first
+      return true;
+    }
+    TcpSample now = ReadTcpInfo(fd_);
+    const TlsSession::Failure& f = tls_->failure();
+    if (status == TlsSession::Status::kClosed) {
+      Die(Verdict::Dead(Reason::kPeerClosed, 0), now, Detector::kRead, f.detail,
+          f.close_notify ? 1 : 0);
+      return false;
+    }
+    Verdict verdict = f.err != 0 ? ClassifyHeldError(f.err, now, last_sample_)
+                                 : Verdict::Dead(f.reason, 0);
+    if (verdict.icmp()) verdict = Verdict::Dead(verdict.reason, verdict.err);
+    Die(verdict, now, Detector::kRead, f.detail);
+    return false;
+  }
   return true;
 }
 
@@ -426,6 +566,25 @@ bool Target::FlushHeartbeat() {
   const std::string& request = config_->heartbeat->send;
   while (heartbeat_unsent_ > 0) {
     const char* from = request.data() + (request.size() - heartbeat_unsent_);
+    if (tls_) {
+      size_t written = 0;
+      const TlsSession::Status status = tls_->Write(from, heartbeat_unsent_, &written);
+      if (status == TlsSession::Status::kDone) {
+        heartbeat_unsent_ -= written;
+        continue;
+      }
+      if (status == TlsSession::Status::kWantWrite || status == TlsSession::Status::kWantRead) {
+        WatchWritable(true);
+        return true;
+      }
+      TcpSample now = ReadTcpInfo(fd_);
+      const TlsSession::Failure& f = tls_->failure();
+      Verdict verdict = f.err != 0 ? ClassifyHeldError(f.err, now, last_sample_)
+                                   : Verdict::Dead(f.reason, 0);
+      if (verdict.icmp()) verdict = Verdict::Dead(verdict.reason, verdict.err);
+      Die(verdict, now, Detector::kHeartbeat, "heartbeat send failed: " + f.detail);
+      return false;
+    }
     ssize_t n = send(fd_, from, heartbeat_unsent_, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       heartbeat_unsent_ -= static_cast<size_t>(n);
@@ -509,7 +668,8 @@ void Target::ArmUpTimer() {
   ArmTimerAt(std::min(heartbeat_next_send_, heartbeat_->deadline()));
 }
 
-void Target::Die(Verdict verdict, const TcpSample& at_death, Detector by, std::string detail) {
+void Target::Die(Verdict verdict, const TcpSample& at_death, Detector by, std::string detail,
+                 int close_notify) {
   const double now = MonoNow();
   const double lived = now - up_since_;
   if (has_icmp_ && (verdict.reason == Reason::kKeepaliveTimeout ||
@@ -539,6 +699,7 @@ void Target::Die(Verdict verdict, const TcpSample& at_death, Detector by, std::s
   e.detected_by = by;
   e.connected_for = lived;
   e.tcp = last;
+  e.close_notify = close_notify;
   e.detail = std::move(detail);
   last_change_unix_ = e.unix_time;
   has_last_event_ = true;
@@ -574,6 +735,8 @@ void Target::Close(std::string_view why, bool log) {
     retransmits_closed_ += ReadTcpInfo(fd_).total_retrans;
     ctx_->connection_lifetime.Observe(lived);
   }
+  // Our own close of a held TLS session says so (close_notify) before FIN.
+  if (was_up && tls_ && !handshaking_) tls_->Shutdown();
   if (log) {
     Event e = MakeEvent("close", LogLevel::kInfo);
     if (was_up) e.connected_for = lived;
@@ -586,6 +749,9 @@ void Target::Close(std::string_view why, bool log) {
 
 void Target::CloseSocket(bool reset) {
   ctx_->checks_due->Cancel(&check_);
+  tls_.reset();
+  handshaking_ = false;
+  awaiting_verdict_ = false;
   if (fd_ < 0) return;
   ev_io_stop(ctx_->loop, &io_);
   watching_write_ = false;
@@ -639,6 +805,7 @@ void Target::FillSnapshot(TargetSnapshot* out) const {
   out->retransmits_total = retransmits_closed_ + (up_ ? last_sample_.total_retrans : 0);
   out->has_rtt = has_rtt_;
   out->rtt_seconds = last_sample_.rtt_us / 1e6;
+  out->tls = tls_peer_;
   if (heartbeat_ && heartbeat_->has_rtt()) {
     out->has_heartbeat = true;
     out->heartbeat_seconds = heartbeat_->last_rtt();

@@ -32,6 +32,7 @@
 #include "core/liveness.h"
 #include "core/probe.h"
 #include "net/resolver.h"
+#include "net/tls_session.h"
 #include "core/snapshot.h"
 #include "core/target_state.h"
 
@@ -61,6 +62,9 @@ struct LoopContext {
   std::vector<char> drain_buffer = std::vector<char>(kDrainChunk);
   FixedHistogram connect_duration{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                    0.5, 1, 2.5, 5, 10}};
+  // From the TCP connection to the end of the TLS handshake (TLS targets).
+  FixedHistogram tls_handshake_duration{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                         0.25, 0.5, 1, 2.5, 5, 10}};
   FixedHistogram connection_lifetime{
       {1, 10, 60, 300, 900, 1800, 3600, 10800, 21600, 43200, 86400, 604800}};
   std::array<uint64_t, kStateCount> targets_by_state{};
@@ -124,12 +128,22 @@ class Target {
   void OnResolved(const std::string& status, std::vector<ResolvedAddress> addresses);
   void BeginConnect();
   void OnConnectWritable();
+  // TCP is connected: a TLS target starts its handshake, the others are up.
   void OnConnected();
+  void StartTlsHandshake();
+  void ContinueTlsHandshake();
+  // TLS 1.3 with a client certificate asked for: the server's next flight
+  // (session tickets, or an alert rejecting the certificate) is its verdict.
+  void OnTlsVerdictReadable();
+  void FinishTls();
+  // The connection is established (and the TLS session, if any): up.
+  void OnEstablished();
   void ConnectFailed(Reason reason, int err, std::string detail);
   void ScheduleBackoff();
 
   // Up state. Each returns false when the connection died (and was handled).
   bool ReadAvailable();
+  bool ReadTls();  // ReadAvailable through the TLS session
   bool Check();
   bool SendHeartbeat(double now);
   // Writes what is left of the current heartbeat request (EV_WRITE).
@@ -141,7 +155,10 @@ class Target {
   void ScheduleCheck(double now);
   // An ICMP error on the established connection, which the kernel keeps.
   void OnIcmpError(const Verdict& icmp, Detector by);
-  void Die(Verdict verdict, const TcpSample& at_death, Detector by, std::string detail);
+  // `close_notify`: for a TLS target's peer_closed seen by the read, whether
+  // the peer sent close_notify before its FIN (-1: not known).
+  void Die(Verdict verdict, const TcpSample& at_death, Detector by, std::string detail,
+           int close_notify = -1);
 
   void CloseSocket(bool reset);
   Event MakeEvent(std::string kind, LogLevel level) const;
@@ -199,6 +216,15 @@ class Target {
   // Heartbeat (targets with one): matching and failures, the next send (loop
   // time), and how many bytes of the current request still wait to be
   // written (EV_WRITE is watched meanwhile).
+  // TLS targets: the session of the current connection (from the TCP
+  // connect on), whether its handshake runs, and what the last handshake
+  // said of the peer's certificates (kept after a disconnect for metrics).
+  std::unique_ptr<TlsSession> tls_;
+  bool handshaking_ = false;
+  bool awaiting_verdict_ = false;
+  double tcp_connected_at_ = 0;  // monotonic
+  std::shared_ptr<const TlsPeerInfo> tls_peer_;  // shared with snapshots
+
   std::unique_ptr<HeartbeatTracker> heartbeat_;
   double heartbeat_next_send_ = 0;
   size_t heartbeat_unsent_ = 0;

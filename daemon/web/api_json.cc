@@ -189,6 +189,19 @@ Json TargetJson(const TargetSnapshot& t) {
   j["rtt_seconds"] = t.has_rtt ? Json(t.rtt_seconds) : Json(nullptr);
   j["retransmits"] = t.retransmits_total;
   j["heartbeat_seconds"] = t.has_heartbeat ? Json(t.heartbeat_seconds) : Json(nullptr);
+  if (t.tls) {
+    Json tls;
+    tls["version"] = t.tls->version;
+    tls["cipher"] = t.tls->cipher;
+    tls["subject"] = t.tls->subject;
+    tls["issuer"] = t.tls->issuer;
+    tls["fingerprint_sha256"] = t.tls->fingerprint;
+    tls["cert_expiry"] = t.tls->earliest_expiry_unix > 0 ? Json(Rfc3339(t.tls->earliest_expiry_unix))
+                                                         : Json(nullptr);
+    j["tls"] = std::move(tls);
+  } else {
+    j["tls"] = nullptr;
+  }
   return j;
 }
 

@@ -24,9 +24,12 @@ enum class MetricId : uint8_t {
   kTargetRtt,
   kTargetRetransmits,
   kTargetHeartbeatDuration,
+  kTargetTlsCertExpiry,
+  kTargetTlsInfo,
   kTargets,
   kConnectDuration,
   kConnectionLifetime,
+  kTlsHandshakeDuration,
   kChecks,
   kProbes,
   kProbeDetections,
@@ -46,7 +49,7 @@ inline constexpr size_t kMetricCount = static_cast<size_t>(MetricId::kCount);
 
 enum class MetricKind : uint8_t { kCounter, kGauge, kHistogram };
 
-inline constexpr size_t kMaxFixedLabels = 2;
+inline constexpr size_t kMaxFixedLabels = 6;
 
 struct MetricDef {
   MetricId id;
@@ -93,12 +96,21 @@ inline constexpr std::array<MetricDef, kMetricCount> kMetrics = {{
     {MetricId::kTargetHeartbeatDuration, "connwatch_target_heartbeat_duration_seconds", MetricKind::kGauge,
      {"target"}, false,
      "Round-trip time of the last heartbeat (targets with a heartbeat, once a reply was seen)."},
+    {MetricId::kTargetTlsCertExpiry, "connwatch_target_tls_cert_expiry_timestamp_seconds",
+     MetricKind::kGauge, {"target"}, false,
+     "Unix time of the earliest notAfter in the certificate chain the peer presented at the last TLS handshake (TLS targets)."},
+    {MetricId::kTargetTlsInfo, "connwatch_target_tls_info", MetricKind::kGauge,
+     {"target", "version", "cipher", "subject", "issuer", "fingerprint_sha256"}, false,
+     "Always 1; the protocol, cipher and leaf certificate of the current or last TLS session (TLS targets)."},
     {MetricId::kTargets, "connwatch_targets", MetricKind::kGauge, {"state"}, false,
      "Configured targets by state (backoff, resolving, connecting, up)."},
     {MetricId::kConnectDuration, "connwatch_connect_duration_seconds", MetricKind::kHistogram, {}, false,
      "Time from connect() to an established connection."},
     {MetricId::kConnectionLifetime, "connwatch_connection_lifetime_seconds", MetricKind::kHistogram, {},
      false, "How long established connections stayed up before they ended."},
+    {MetricId::kTlsHandshakeDuration, "connwatch_tls_handshake_duration_seconds",
+     MetricKind::kHistogram, {}, false,
+     "Time from the TCP connection to the end of the TLS handshake, over all TLS targets."},
     {MetricId::kChecks, "connwatch_checks_total", MetricKind::kCounter, {}, false,
      "Periodic checks of held connections (each runs the target's probes), over all targets."},
     {MetricId::kProbes, "connwatch_probes_total", MetricKind::kCounter, {"probe"}, false,

@@ -149,12 +149,14 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
   };
   std::vector<std::string> names(targets.size());
   bool any_rtt = false, any_heartbeat = false, any_failure = false, any_disconnect = false,
-       any_icmp = false;
+       any_icmp = false, any_tls = false, any_expiry = false;
   for (size_t i = 0; i < targets.size(); ++i) {
     const TargetSnapshot& t = targets[i];
     if (t.config) AppendLabelValue(t.config->name, &names[i]);
     any_rtt |= t.has_rtt;
     any_heartbeat |= t.has_heartbeat;
+    any_tls |= t.tls != nullptr;
+    any_expiry |= t.tls && t.tls->earliest_expiry_unix > 0;
     for (size_t r = 0; r < kReasonCount; ++r) {
       any_failure |= t.connect_failures[r] > 0;
       any_disconnect |= t.disconnects[r] > 0;
@@ -230,6 +232,31 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
     per_target(MetricId::kTargetHeartbeatDuration,
                [](const TargetSnapshot& t) { return t.has_heartbeat; },
                [](const TargetSnapshot& t) { return t.heartbeat_seconds; });
+  }
+  if (any_expiry) {
+    per_target(MetricId::kTargetTlsCertExpiry,
+               [](const TargetSnapshot& t) { return t.tls && t.tls->earliest_expiry_unix > 0; },
+               [](const TargetSnapshot& t) { return t.tls->earliest_expiry_unix; });
+  }
+  if (any_tls) {
+    const MetricDef& def = Metric(MetricId::kTargetTlsInfo);
+    AppendHeader(def, out);
+    for (size_t i = 0; i < targets.size(); ++i) {
+      const TargetSnapshot& t = targets[i];
+      if (!t.tls) continue;
+      const TlsPeerInfo& p = *t.tls;
+      out->append(def.name).append("{target=\"").append(names[i]).push_back('"');
+      for (const auto& [label, value] :
+           {std::pair{def.labels[1], std::string_view(p.version)}, {def.labels[2], p.cipher},
+            {def.labels[3], p.subject}, {def.labels[4], p.issuer}, {def.labels[5], p.fingerprint}}) {
+        out->push_back(',');
+        out->append(label).append("=\"");
+        AppendLabelValue(value, out);
+        out->push_back('"');
+      }
+      out->append("} 1\n");
+      flush_if_full();
+    }
   }
   if (!buffer.empty()) write(buffer);
 }

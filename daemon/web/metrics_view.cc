@@ -205,6 +205,32 @@ void AddTargetFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out)
       MetricId::kTargetHeartbeatDuration, snapshot, names,
       [](const TargetSnapshot& t) { return t.has_heartbeat; },
       [](const TargetSnapshot& t) { return t.heartbeat_seconds; }, out);
+  AddPerTargetFamily(
+      MetricId::kTargetTlsCertExpiry, snapshot, names,
+      [](const TargetSnapshot& t) { return t.tls && t.tls->earliest_expiry_unix > 0; },
+      [](const TargetSnapshot& t) { return t.tls->earliest_expiry_unix; }, out);
+  {
+    size_t series = 0;
+    for (const TargetSnapshot& t : snapshot.targets) series += t.tls ? 1 : 0;
+    if (series > 0) {
+      const MetricDef& def = Metric(MetricId::kTargetTlsInfo);
+      MetricFamily family = NewFamily(MetricId::kTargetTlsInfo, series);
+      for (size_t i = 0; i < snapshot.targets.size(); ++i) {
+        const TargetSnapshot& t = snapshot.targets[i];
+        if (!t.tls) continue;
+        ClientMetric& m = family.metric.emplace_back();
+        const TlsPeerInfo& p = *t.tls;
+        for (const auto& [label, value] :
+             {std::pair{def.labels[0], std::string_view(names[i])}, {def.labels[1], p.version},
+              {def.labels[2], p.cipher}, {def.labels[3], p.subject}, {def.labels[4], p.issuer},
+              {def.labels[5], p.fingerprint}}) {
+          m.label.push_back(MakeLabel(label, LabelValue(value)));
+        }
+        m.gauge.value = 1;
+      }
+      out->push_back(std::move(family));
+    }
+  }
 }
 
 void AddDaemonFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out) {
@@ -221,6 +247,7 @@ void AddDaemonFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out)
 
   AddHistogram(MetricId::kConnectDuration, snapshot.connect_duration, out);
   AddHistogram(MetricId::kConnectionLifetime, snapshot.connection_lifetime, out);
+  AddHistogram(MetricId::kTlsHandshakeDuration, snapshot.tls_handshake_duration, out);
   AddScalar(MetricId::kChecks, static_cast<double>(snapshot.checks), out);
   {
     // Every probe word always has a series (a dashboard's rate() needs it

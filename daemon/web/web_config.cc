@@ -128,16 +128,6 @@ std::string_view GnutlsVersionName(TlsVersion v) {
   return "VERS-TLS1.2";
 }
 
-bool ParseTlsVersion(std::string_view word, TlsVersion* v) {
-  for (TlsVersion candidate :
-       {TlsVersion::kTls10, TlsVersion::kTls11, TlsVersion::kTls12, TlsVersion::kTls13}) {
-    if (TlsVersionName(candidate) == word) {
-      *v = candidate;
-      return true;
-    }
-  }
-  return false;
-}
 
 // "$2a$", "$2b$" or "$2y$", a two-digit cost 04..31, then 53 characters of
 // bcrypt's base64 alphabet (22 of salt, 31 of hash).
@@ -458,19 +448,6 @@ class Loader {
 
 }  // namespace
 
-std::string_view TlsVersionName(TlsVersion version) {
-  switch (version) {
-    case TlsVersion::kTls10:
-      return "TLS10";
-    case TlsVersion::kTls11:
-      return "TLS11";
-    case TlsVersion::kTls12:
-      return "TLS12";
-    case TlsVersion::kTls13:
-      return "TLS13";
-  }
-  return "TLS12";
-}
 
 WebConfigLoadResult ParseWebConfig(std::string_view text, const std::string& file,
                                    const std::string& base_dir) {

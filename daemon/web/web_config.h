@@ -33,9 +33,6 @@
 
 namespace connwatch {
 
-// Protocol versions as the exporter-toolkit spells them (TLS10 ... TLS13).
-enum class TlsVersion : uint8_t { kTls10, kTls11, kTls12, kTls13 };
-std::string_view TlsVersionName(TlsVersion version);
 
 struct WebTlsConfig {
   std::string cert_file;  // resolved against the web config's directory.

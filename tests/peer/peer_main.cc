@@ -55,12 +55,19 @@ and floods connections on command: the far end for connwatchd's demo and tests.
                            stop (close all, refuse connects) -> listen (recover)
   --phase DURATION       demo phase length: 4s (default), 500ms, 1m
   --control PATH         unix stream socket taking line commands:
-                           close | reset | blackhole | stop | listen | mode MODE |
+                           close | reset | blackhole | alert | close-notify on|off |
+                           stop | listen | mode MODE |
                            heartbeat REQ=REPLY | reply TEXT | send TEXT |
                            send-close TEXT | flood BYTES[K|M|G] | stats | help
                          each command gets one reply line: "ok ..." or "error: ..."
   --send COMMAND         with --control: send COMMAND to a running peer, print
                          the reply, exit 0 on "ok", 1 otherwise
+  --tls-cert FILE        serve TLS with this certificate chain (PEM); the modes
+                         then act on the sessions' data; `close` sends
+                         close_notify first (close-notify off: a bare FIN),
+                         `alert` sends a fatal alert
+  --tls-key FILE         its private key (default: in the --tls-cert file)
+  --tls-client-ca FILE   require a client certificate signed by this CA
   --ready-file PATH      once listening, write the bound ports there, one per
                          line, in --listen order (written atomically by rename)
   --help                 this text
@@ -79,6 +86,9 @@ struct Flags {
   bool demo = false;
   std::chrono::milliseconds phase{4000};
   std::string control_path;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
   bool send = false;
   std::string send_command;
   std::string ready_file;
@@ -260,6 +270,9 @@ int ParseFlags(int argc, char** argv, Flags* flags) {
     kControl,
     kSend,
     kReadyFile,
+    kTlsCert,
+    kTlsKey,
+    kTlsClientCa,
     kHelp
   };
   static const option kOptions[] = {
@@ -273,6 +286,9 @@ int ParseFlags(int argc, char** argv, Flags* flags) {
       {"control", required_argument, nullptr, kControl},
       {"send", required_argument, nullptr, kSend},
       {"ready-file", required_argument, nullptr, kReadyFile},
+      {"tls-cert", required_argument, nullptr, kTlsCert},
+      {"tls-key", required_argument, nullptr, kTlsKey},
+      {"tls-client-ca", required_argument, nullptr, kTlsClientCa},
       {"help", no_argument, nullptr, kHelp},
       {nullptr, 0, nullptr, 0},
   };
@@ -329,6 +345,15 @@ int ParseFlags(int argc, char** argv, Flags* flags) {
         break;
       case kReadyFile:
         flags->ready_file = std::string(arg);
+        break;
+      case kTlsCert:
+        flags->tls_cert = std::string(arg);
+        break;
+      case kTlsKey:
+        flags->tls_key = std::string(arg);
+        break;
+      case kTlsClientCa:
+        flags->tls_client_ca = std::string(arg);
         break;
       case kHelp:
         std::fwrite(kUsage.data(), 1, kUsage.size(), stdout);
@@ -431,6 +456,15 @@ std::string Execute(TestPeer& peer, std::string_view line) {
     size_t n = peer.open_connections();
     peer.ResetAll();
     return "ok reset=" + std::to_string(n);
+  }
+  if (verb == "alert") {
+    peer.SendTlsAlertAll();
+    return "ok";
+  }
+  if (verb == "close-notify") {
+    if (arg != "on" && arg != "off") return "error: close-notify wants on or off";
+    peer.SetCloseNotify(arg == "on");
+    return "ok close-notify=" + std::string(arg);
   }
   if (verb == "blackhole") {
     return "ok silent=" + std::to_string(peer.BlackholeAll());
@@ -561,6 +595,9 @@ int Run(const Flags& flags) {
   opts.port = flags.listen.front().port;
   opts.backlog = flags.backlog;
   opts.extra_listeners.assign(flags.listen.begin() + 1, flags.listen.end());
+  opts.tls_cert_file = flags.tls_cert;
+  opts.tls_key_file = flags.tls_key.empty() ? flags.tls_cert : flags.tls_key;
+  opts.tls_client_ca_file = flags.tls_client_ca;
   TestPeer peer(opts);
   peer.SetMode(flags.mode);
   if (flags.heartbeat) peer.SetHeartbeat(flags.request, flags.reply);

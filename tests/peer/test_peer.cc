@@ -1,9 +1,12 @@
 #include "test_peer.h"
 
 #include <linux/filter.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -159,6 +162,9 @@ struct TestPeer::Connection {
   bool close_after_write = false;
   std::string unmatched;  // kEcho with a request: received bytes not yet matched.
   bool half_closed = false;  // kKeepOpen: the client sent FIN; no longer watched.
+  SSL* ssl = nullptr;        // the TLS session (TLS peers)
+  bool handshaking = false;
+  uint32_t tls_wants = 0;    // EPOLLIN/EPOLLOUT the session waits for
 };
 
 TestPeer::TestPeer(PeerOptions opts) : opts_(std::move(opts)) {
@@ -190,8 +196,12 @@ TestPeer::TestPeer(PeerOptions opts) : opts_(std::move(opts)) {
 TestPeer::~TestPeer() {
   RunInLoop([this] { stopping_ = true; });
   thread_.join();
-  for (auto& [id, conn] : connections_) CloseFd(conn->fd);
+  for (auto& [id, conn] : connections_) {
+    if (conn->ssl != nullptr) SSL_free(conn->ssl);
+    CloseFd(conn->fd);
+  }
   connections_.clear();
+  if (tls_ctx_ != nullptr) SSL_CTX_free(static_cast<SSL_CTX*>(tls_ctx_));
   for (auto& listener : listeners_) {
     if (listener->fd >= 0) CloseFd(listener->fd);
   }
@@ -217,6 +227,12 @@ void TestPeer::RunInLoop(std::function<void()> fn) const {
 }
 
 void TestPeer::Loop() {
+  // NOTE: OpenSSL writes TLS records with write(): a client that reset the
+  // connection would raise SIGPIPE; blocked on this thread it stays pending.
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
   std::vector<epoll_event> events(kMaxEvents);
   while (!stopping_) {
     int n = epoll_wait(epoll_fd_, events.data(), kMaxEvents, -1);
@@ -300,6 +316,28 @@ std::string TestPeer::Start() {
     if (!error.empty()) {
       for (auto& listener : listeners_) CloseListener(*listener);
       return;
+    }
+    if (!opts_.tls_cert_file.empty()) {
+      SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+      SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+      if (SSL_CTX_use_certificate_chain_file(ctx, opts_.tls_cert_file.c_str()) != 1 ||
+          SSL_CTX_use_PrivateKey_file(ctx, opts_.tls_key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+        error = "TLS certificate or key: cannot load " + opts_.tls_cert_file + " / " +
+                opts_.tls_key_file;
+        SSL_CTX_free(ctx);
+      } else {
+        if (!opts_.tls_client_ca_file.empty()) {
+          SSL_CTX_load_verify_locations(ctx, opts_.tls_client_ca_file.c_str(), nullptr);
+          SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+        }
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        tls_ctx_ = ctx;
+      }
+      ERR_clear_error();
+      if (!error.empty()) {
+        for (auto& listener : listeners_) CloseListener(*listener);
+        return;
+      }
     }
     started_ = true;
     listening_ = true;
@@ -423,9 +461,71 @@ void TestPeer::AddConnection(int fd, size_t listener_index) {
     CloseFd(fd);
     return;
   }
+  if (tls_ctx_ != nullptr) {
+    conn->ssl = SSL_new(static_cast<SSL_CTX*>(tls_ctx_));
+    SSL_set_fd(conn->ssl, fd);
+    SSL_set_accept_state(conn->ssl);
+    conn->handshaking = true;
+    conn->tls_wants = EPOLLIN;
+  }
   ++listeners_[listener_index]->open;
   ++open_connections_;
   connections_.emplace(conn->id, std::move(conn));
+}
+
+bool TestPeer::ContinueHandshake(Connection& conn) {
+  ERR_clear_error();
+  const int r = SSL_do_handshake(conn.ssl);
+  if (r == 1) {
+    conn.handshaking = false;
+    conn.tls_wants = 0;
+    ++tls_handshakes_;
+    UpdateInterest(conn);
+    return true;
+  }
+  const int code = SSL_get_error(conn.ssl, r);
+  if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) {
+    conn.tls_wants = code == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
+    UpdateInterest(conn);
+    return true;
+  }
+  ERR_clear_error();
+  ++tls_failures_;
+  CloseConnection(conn, CloseHow::kGone);
+  return false;
+}
+
+ssize_t TestPeer::ConnRecv(Connection& conn, char* buf, size_t len) {
+  if (conn.ssl == nullptr) return recv(conn.fd, buf, len, MSG_DONTWAIT);
+  ERR_clear_error();
+  errno = 0;
+  const int r = SSL_read(conn.ssl, buf, static_cast<int>(len));
+  if (r > 0) return r;
+  const int code = SSL_get_error(conn.ssl, r);
+  ERR_clear_error();
+  if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+    return -1;
+  }
+  if (code == SSL_ERROR_ZERO_RETURN) return 0;  // close_notify
+  if (code == SSL_ERROR_SYSCALL && errno != 0) return -1;
+  return 0;  // EOF (with or without close_notify), or a TLS error: the session is over
+}
+
+ssize_t TestPeer::ConnSend(Connection& conn, const char* data, size_t len) {
+  if (conn.ssl == nullptr) return send(conn.fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  ERR_clear_error();
+  errno = 0;
+  const int r = SSL_write(conn.ssl, data, static_cast<int>(len));
+  if (r > 0) return r;
+  const int code = SSL_get_error(conn.ssl, r);
+  ERR_clear_error();
+  if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+    return -1;
+  }
+  if (errno == 0) errno = EPIPE;
+  return -1;
 }
 
 bool TestPeer::Reading() const { return loop_mode_ != PeerMode::kNeverRead; }
@@ -434,6 +534,10 @@ void TestPeer::OnConnectionEvent(uint64_t id, uint32_t events) {
   auto it = connections_.find(id);
   if (it == connections_.end()) return;  // closed earlier in this batch.
   Connection& conn = *it->second;
+  if (conn.handshaking) {
+    if (ContinueHandshake(conn) && !conn.handshaking && Reading()) ReadFrom(conn);
+    return;
+  }
   if ((events & EPOLLOUT) && !Flush(conn)) return;
   if (Reading()) {
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ReadFrom(conn);
@@ -455,7 +559,7 @@ void TestPeer::OnConnectionEvent(uint64_t id, uint32_t events) {
 
 bool TestPeer::ReadFrom(Connection& conn) {
   for (size_t i = 0; i < kReadBurst; ++i) {
-    ssize_t n = recv(conn.fd, read_buf_.data(), read_buf_.size(), MSG_DONTWAIT);
+    ssize_t n = ConnRecv(conn, read_buf_.data(), read_buf_.size());
     if (n > 0) {
       bool open = loop_mode_ != PeerMode::kEcho ||
                   Reply(conn, std::string_view(read_buf_.data(), static_cast<size_t>(n)));
@@ -517,8 +621,7 @@ bool TestPeer::Flush(Connection& conn) {
     return false;
   };
   while (conn.out_offset < conn.out.size()) {
-    ssize_t n = send(conn.fd, conn.out.data() + conn.out_offset, conn.out.size() - conn.out_offset,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = ConnSend(conn, conn.out.data() + conn.out_offset, conn.out.size() - conn.out_offset);
     if (n >= 0) {
       conn.out_offset += static_cast<size_t>(n);
       continue;
@@ -534,7 +637,7 @@ bool TestPeer::Flush(Connection& conn) {
   size_t budget = kFloodBurst;
   while (conn.out.empty() && conn.flood_remaining > 0 && budget > 0) {
     size_t chunk = std::min({conn.flood_remaining, flood_chunk_.size(), budget});
-    ssize_t n = send(conn.fd, flood_chunk_.data(), chunk, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = ConnSend(conn, flood_chunk_.data(), chunk);
     if (n >= 0) {
       size_t sent = static_cast<size_t>(n);
       conn.flood_remaining -= sent;
@@ -559,6 +662,7 @@ void TestPeer::UpdateInterest(Connection& conn) {
   if (conn.half_closed) return;
   uint32_t want = (Reading() ? kIn : 0u) | kRdHup;
   if (!conn.out.empty() || conn.flood_remaining > 0) want |= EPOLLOUT;
+  if (conn.handshaking) want = Reading() ? (conn.tls_wants | kRdHup) : kRdHup;
   if (want == conn.events) return;
   epoll_event ev{};
   ev.events = want;
@@ -568,6 +672,15 @@ void TestPeer::UpdateInterest(Connection& conn) {
 }
 
 void TestPeer::CloseConnection(Connection& conn, CloseHow how) {
+  if (conn.ssl != nullptr) {
+    if (how == CloseHow::kGraceful && close_notify_ && !conn.handshaking) {
+      ERR_clear_error();
+      SSL_shutdown(conn.ssl);  // close_notify, then the FIN below
+    }
+    ERR_clear_error();
+    SSL_free(conn.ssl);
+    conn.ssl = nullptr;
+  }
   switch (how) {
     case CloseHow::kGraceful:
       shutdown(conn.fd, SHUT_WR);  // FIN first, behind whatever is queued.
@@ -682,6 +795,25 @@ void TestPeer::SendThenCloseAll(std::string data) {
     }
   });
 }
+
+void TestPeer::SetCloseNotify(bool send) {
+  RunInLoop([this, send] { close_notify_ = send; });
+}
+
+void TestPeer::SendTlsAlertAll() {
+  RunInLoop([this] {
+    // A TLS 1.2-format alert record: fatal (2), internal_error (80).
+    static const unsigned char kAlert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x50};
+    for (auto& [id, conn] : connections_) {
+      if (conn->ssl != nullptr && !conn->handshaking) {
+        send(conn->fd, kAlert, sizeof kAlert, MSG_NOSIGNAL | MSG_DONTWAIT);
+      }
+    }
+  });
+}
+
+size_t TestPeer::tls_handshakes() const { return tls_handshakes_; }
+size_t TestPeer::tls_failures() const { return tls_failures_; }
 
 size_t TestPeer::BlackholeAll() {
   size_t n = 0;

@@ -49,6 +49,14 @@ struct PeerOptions {
   // --listen-range uses this: one thread for a thousand ports). port() is
   // always the first one (bind_address:port).
   std::vector<ListenAddress> extra_listeners;
+  // TLS: with a certificate (chain, PEM) and its key every connection is a
+  // TLS server session (OpenSSL, TLS 1.2 and up); the modes then act on the
+  // session's data. With a client CA the peer requires a client certificate
+  // that CA signed. In kNeverRead the handshake never starts (the client's
+  // ClientHello is never answered).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
 };
 
 // What the peer does with the connections it accepts. A mode change applies
@@ -111,6 +119,8 @@ class TestPeer {
   size_t client_resets() const;     // connections the client reset (ECONNRESET).
   size_t accept_errors() const;     // accept() failures other than EAGAIN/ECONNABORTED.
   size_t bytes_received() const;    // bytes read from clients (all modes, replies sent first).
+  size_t tls_handshakes() const;    // TLS handshakes completed
+  size_t tls_failures() const;      // TLS handshakes that failed (no client certificate...)
   bool listening() const;           // every listener is bound and listening.
 
   // Block until open_connections() == n / accepted_total() >= n, or until
@@ -131,6 +141,14 @@ class TestPeer {
   // (tcp_close in net/ipv4/tcp.c), hence the drain; data the client sends
   // after our close is answered with RST by the kernel, as for any server.
   void CloseAll();
+  // TLS: whether CloseAll sends close_notify before the FIN (the default) or
+  // just the FIN, as a peer that exits without ending its sessions does.
+  void SetCloseNotify(bool send);
+  // TLS: a fatal alert (internal_error) on every open session after its
+  // handshake, written as a plain record into the stream: the client takes
+  // it as the fatal error it is and ends the session. The connections stay
+  // open on this side.
+  void SendTlsAlertAll();
   // RST every open connection: SO_LINGER {1,0}, then close.
   void ResetAll();
   // Queue `data` on every open connection, then FIN after the last byte: on
@@ -177,6 +195,12 @@ class TestPeer {
     std::promise<void>* done;
   };
   enum class CloseHow : uint8_t { kGraceful, kReset, kGone };
+  // TLS I/O of a connection (plain send/recv without a session); the same
+  // results as recv()/send(), with errno set on -1.
+  ssize_t ConnRecv(Connection& conn, char* buf, size_t len);
+  ssize_t ConnSend(Connection& conn, const char* data, size_t len);
+  // false when the connection was closed (handshake failed).
+  bool ContinueHandshake(Connection& conn);
 
   // Runs `fn` on the loop thread and returns once it has run.
   void RunInLoop(std::function<void()> fn) const;
@@ -201,6 +225,7 @@ class TestPeer {
   bool Reading() const;
 
   const PeerOptions opts_;
+  void* tls_ctx_ = nullptr;  // SSL_CTX* when TLS is configured
   std::vector<std::unique_ptr<Listener>> listeners_;  // fixed size after construction.
   int epoll_fd_ = -1;
   int wake_fd_ = -1;  // eventfd: commands are waiting.
@@ -228,6 +253,9 @@ class TestPeer {
   std::atomic<size_t> client_resets_{0};
   std::atomic<size_t> accept_errors_{0};
   std::atomic<size_t> bytes_received_{0};
+  std::atomic<size_t> tls_handshakes_{0};
+  std::atomic<size_t> tls_failures_{0};
+  bool close_notify_ = true;
   std::atomic<size_t> flooded_bytes_{0};
   std::atomic<size_t> flood_pending_{0};
   std::atomic<bool> listening_{false};
