@@ -599,6 +599,8 @@ TEST_F(HttpServerTest, EventsNewestFirst) {
                                    "detected_by",
                                    "connected_for_seconds",
                                    "connect_seconds",
+                                   "tls_handshake_seconds",
+                                   "close_notify",
                                    "tcp",
                                    "detail"};
   for (const Json& e : events) {

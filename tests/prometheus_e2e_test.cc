@@ -24,6 +24,7 @@
 #include "http_client.h"
 #include "test_peer.h"
 #include "test_util.h"
+#include "tls_fixtures.h"
 
 namespace connwatch {
 namespace {
@@ -218,6 +219,15 @@ TEST_F(PrometheusE2E, ScrapesTargetsAlertsAndDashboardQueries) {
   TestPeer doomed, steady;
   ASSERT_EQ(doomed.Start(), "");
   ASSERT_EQ(steady.Start(), "");
+  // A TLS target too, so that the dashboard's certificate panels have data.
+  TempDir certs_dir;
+  testing::TlsFixtures certs(certs_dir);
+  ASSERT_TRUE(certs.ok()) << certs.error();
+  testing::PeerOptions tls_opts;
+  tls_opts.tls_cert_file = certs.Path("server.crt");
+  tls_opts.tls_key_file = certs.Path("server.key");
+  TestPeer secure(tls_opts);
+  ASSERT_EQ(secure.Start(), "");
   const std::string config = dir_.Write("connwatch.yaml",
                                         "defaults:\n  startup_jitter: 0s\n  check_interval: 1s\n"
                                         "  backoff: {initial: 100ms, max: 500ms}\n"
@@ -226,7 +236,11 @@ TEST_F(PrometheusE2E, ScrapesTargetsAlertsAndDashboardQueries) {
                                             std::to_string(doomed.port()) +
                                             "\n    labels: {team: storage}\n"
                                             "  - name: steady\n    address: 127.0.0.1:" +
-                                            std::to_string(steady.port()) + "\n");
+                                            std::to_string(steady.port()) + "\n" +
+                                            "  - name: secure\n    address: 127.0.0.1:" +
+                                            std::to_string(secure.port()) +
+                                            "\n    tls: {ca_file: \"" + certs.Path("ca.crt") +
+                                            "\"}\n");
   const int port = StartDaemon(config);
   ASSERT_GT(port, 0) << daemon_->Output();
   StartPrometheus(
@@ -251,7 +265,7 @@ TEST_F(PrometheusE2E, ScrapesTargetsAlertsAndDashboardQueries) {
         for (const auto& group : j["data"]["groups"]) {
           for (const auto& rule : group["rules"]) ok += rule.value("health", "") == "ok";
         }
-        return ok == 6;
+        return ok == 8;
       },
       kDeadline);
   EXPECT_TRUE(rules_ok) << Api("rules").dump(2);
@@ -291,8 +305,10 @@ TEST_F(PrometheusE2E, ScrapesTargetsAlertsAndDashboardQueries) {
         failing.clear();
         for (const DashboardQuery& q : queries) {
           Json result = Query(SubstituteGrafanaVariables(q.expr));
+          // (the TLS connect failures: none happen here.)
           const bool may_be_empty = !q.panel || q.expr.find("heartbeat") != std::string::npos ||
-                                    q.expr.find(") > 0") != std::string::npos;
+                                    q.expr.find(") > 0") != std::string::npos ||
+                                    q.expr.find("tls_handshake|tls_verify") != std::string::npos;
           if (result.is_null()) {
             failing.push_back(q.where + ": query failed: " + q.expr);
           } else if (result.empty() && !may_be_empty) {

@@ -220,6 +220,9 @@ Json EventJson(const Event& e) {
       e.has_detected_by ? Json(std::string(DetectorName(e.detected_by))) : Json(nullptr);
   j["connected_for_seconds"] = e.connected_for >= 0 ? Json(e.connected_for) : Json(nullptr);
   j["connect_seconds"] = e.connect_seconds >= 0 ? Json(e.connect_seconds) : Json(nullptr);
+  j["tls_handshake_seconds"] =
+      e.tls_handshake_seconds >= 0 ? Json(e.tls_handshake_seconds) : Json(nullptr);
+  j["close_notify"] = e.close_notify >= 0 ? Json(e.close_notify ? "yes" : "no") : Json(nullptr);
   if (e.tcp.valid) {
     Json tcp;
     tcp["state"] = TcpStateName(e.tcp.state);
