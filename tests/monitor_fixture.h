@@ -72,6 +72,7 @@ class MonitorTest : public ::testing::Test {
     log_ = std::make_unique<EventLog>(log_file_, LogFormat::kLogfmt, LogLevel::kDebug);
     Monitor::Options options{config_path_, ClosedUdpServer(), 42};
     options.event_reads = event_reads_;
+    if (handshake_slice_ >= 0) options.handshake_slice = handshake_slice_;
     monitor_ = std::make_unique<Monitor>(options, log_.get());
     std::vector<std::string> errors = monitor_->Start();
     ASSERT_TRUE(errors.empty()) << errors.front();
@@ -171,6 +172,7 @@ class MonitorTest : public ::testing::Test {
   std::string config_path_;
   bool log_to_file_ = false;
   bool event_reads_ = true;  // Monitor::Options::event_reads, set before StartMonitor
+  double handshake_slice_ = -1;  // Monitor::Options::handshake_slice when >= 0
   FILE* log_file_ = nullptr;
   std::unique_ptr<EventLog> log_;
   std::unique_ptr<Monitor> monitor_;

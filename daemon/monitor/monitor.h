@@ -37,6 +37,9 @@ class Monitor : public DaemonControl {
     size_t http_fds = 0;
     // Bench-only: leave held sockets out of EV_READ (LoopContext::event_reads).
     bool event_reads = true;
+    // TLS handshake work per loop iteration (LoopContext::handshake_deadline);
+    // at least one step runs in every iteration. Tests set 0: one step each.
+    double handshake_slice = 0.005;
   };
 
   Monitor(Options options, EventLog* log);

@@ -100,6 +100,9 @@ void Target::IoCb(struct ev_loop* /*loop*/, ev_io* w, int revents) {
   switch (self->state_) {
     case TargetState::kConnecting:
       if (self->handshaking_) {
+        // NOTE: libev's epoll watchers are level-triggered: a step left for
+        // the next iteration is offered again by the next poll.
+        if (self->HandshakeSliceOver()) break;
         self->ContinueTlsHandshake();
       } else if (self->awaiting_verdict_) {
         self->OnTlsVerdictReadable();
@@ -297,10 +300,24 @@ void Target::OnConnected() {
 void Target::StartTlsHandshake() {
   tls_ = std::make_unique<TlsSession>(config_->tls->context.ctx.get(), fd_, *config_->tls);
   handshaking_ = true;
+  if (HandshakeSliceOver()) {
+    // The ClientHello (and its key share) in the next iteration: the socket
+    // is writable, so the watcher fires at once.
+    ev_io_stop(ctx_->loop, &io_);
+    ev_io_set(&io_, fd_, EV_WRITE);
+    ev_io_start(ctx_->loop, &io_);
+    return;
+  }
   ContinueTlsHandshake();
 }
 
+bool Target::HandshakeSliceOver() const {
+  return ctx_->handshake_deadline > 0 && ctx_->handshake_steps > 0 &&
+         MonoNow() > ctx_->handshake_deadline;
+}
+
 void Target::ContinueTlsHandshake() {
+  ++ctx_->handshake_steps;
   const TlsSession::Status status = tls_->Handshake();
   if (status == TlsSession::Status::kWantRead || status == TlsSession::Status::kWantWrite) {
     // The same one ev_io, for what the handshake waits for next.
@@ -353,6 +370,7 @@ void Target::OnTlsVerdictReadable() {
 
 void Target::FinishTls() {
   awaiting_verdict_ = false;
+  tls_->ReleaseBuffers();
   ctx_->tls_handshake_duration.Observe(MonoNow() - tcp_connected_at_);
   tls_peer_ = std::make_shared<const TlsPeerInfo>(tls_->peer());
   OnEstablished();
@@ -501,7 +519,10 @@ bool Target::ReadTls() {
       if (heartbeat_) heartbeat_->OnBytes(std::string_view(buf, n), MonoNow());
       continue;
     }
-    if (status == TlsSession::Status::kWantRead) return true;
+    if (status == TlsSession::Status::kWantRead) {
+      if (heartbeat_unsent_ == 0) tls_->ReleaseBuffers();
+      return true;
+    }
     if (status == TlsSession::Status::kWantWrite) {
       WatchWritable(true);  // the session has something to send first
       return true;
@@ -618,6 +639,7 @@ bool Target::FlushHeartbeat() {
     return false;
   }
   WatchWritable(false);
+  if (tls_) tls_->ReleaseBuffers();
   return true;
 }
 

@@ -55,6 +55,14 @@ struct LoopContext {
   // EV_READ set, so that only the periodic probes and heartbeats can see a
   // death. Never off in production.
   bool event_reads = true;
+  // TLS handshake steps wait for the next loop iteration once this monotonic
+  // instant has passed (0: no bound). The Monitor sets it a few milliseconds
+  // after each wake-up: a handshake step costs up to a millisecond of CPU
+  // (key exchange, chain and signature checks), and hundreds of servers
+  // answering in the same iteration would otherwise hold the loop for a
+  // second, delaying every other target's detection and every snapshot.
+  double handshake_deadline = 0;
+  uint64_t handshake_steps = 0;  // handshake steps run in this iteration
   Resolver* resolver = nullptr;
   Admission* admission = nullptr;
   CheckScheduler* checks_due = nullptr;  // the periodic checks of held connections
@@ -133,6 +141,9 @@ class Target {
   void OnConnected();
   void StartTlsHandshake();
   void ContinueTlsHandshake();
+  // True once this loop iteration has had its share of handshake work (at
+  // least one step, up to LoopContext::handshake_deadline).
+  bool HandshakeSliceOver() const;
   // TLS 1.3 with a client certificate asked for: the server's next flight
   // (session tickets, or an alert rejecting the certificate) is its verdict.
   void OnTlsVerdictReadable();
