@@ -352,7 +352,7 @@ TEST_F(HttpServerTest, NullSnapshotIsServiceUnavailable) {
   EXPECT_THAT(page.body, HasSubstr("snapshot unavailable"));
 }
 
-// --- Landing page, health, readiness --------------------------------------------
+// --- Status page, health, readiness --------------------------------------------
 
 TEST_F(HttpServerTest, StatusPageShowsTargetsAndLinksEverything) {
   StartServer();

@@ -265,6 +265,32 @@ TEST_F(MonitorTest, ReloadKeepsUnchangedTargetsConnection) {
   EXPECT_EQ(closed.detail, "removed from config");
 }
 
+// connwatch_target_up_seconds_total and the status page's history carry over
+// a reload that changes the target (like the other counters); the reconnect
+// is counted as down, and our own close at the reload is no disconnect.
+TEST_F(MonitorTest, ReloadCarriesTheUpHistory) {
+  auto peer = StartPeer();
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("a", Addr(*peer)));
+  TargetSnapshot before = WaitForTarget(
+      "a", [](const TargetSnapshot& t) { return t.up && t.up_seconds_total > 0.05; },
+      "up for 50 ms");
+  RewriteConfig(Defaults() + "targets:\n" +
+                TargetYaml("a", Addr(*peer), "    labels: {team: storage}\n"));
+  std::vector<std::string> errors = monitor_->Reload();
+  ASSERT_TRUE(errors.empty()) << errors.front();
+  TargetSnapshot after = WaitForTarget(
+      "a", [](const TargetSnapshot& t) { return t.up && t.connects == 2; },
+      "reconnected after its config changed");
+  EXPECT_GE(after.up_seconds_total, before.up_seconds_total) << "not carried over the reload";
+  const UpReport r = after.history.Report(after.history_at);
+  EXPECT_NEAR(r.up_seconds_total, after.up_seconds_total, 1e-6);
+  EXPECT_EQ(r.disconnects_1h, 0u) << "a reload's close is not a disconnect";
+  // Observed since the first start, not since the reload.
+  EXPECT_GE(r.observed_1h, r.up_seconds_total);
+  EXPECT_LT(r.Availability1h(), 1.0);  // the first connect and the reconnect took time down
+  EXPECT_GT(r.Availability1h(), 0.0);
+}
+
 // docs/METRICS.md: before its first up/down change, a target's last-change
 // time (connwatch_target_last_change_timestamp_seconds, the API's `since`) is
 // when it was configured: for a target a reload adds, the reload, not the
