@@ -129,7 +129,7 @@ TEST_F(CtlDaemonTest, EventsFollowShowsANewDisconnectAndCtrlCExitsZero) {
   ASSERT_EQ(StatusUntil(0).status, 0);
   Subprocess follow({CONNWATCHCTL_BINARY, url_, "events", "--follow", "--target", "alpha"});
   // The listed connect first, then (from the stream) the reset.
-  ASSERT_NE(follow.WaitForLine("connect ", kDeadline), "") << follow.Output();
+  ASSERT_NE(follow.WaitForLine("info   connect  ", kDeadline), "") << follow.Output();
   ASSERT_TRUE(WaitFor([&] { return peer_.open_connections() == 1; }, kDeadline));
   // No wait for the stream to open: it resumes after the last event listed
   // (Last-Event-ID), so a reset between the list and the stream is not lost.
@@ -147,7 +147,7 @@ TEST_F(CtlDaemonTest, EventsFollowOutlivesADaemonRestart) {
   Launch({"alpha"});
   ASSERT_EQ(StatusUntil(0).status, 0);
   Subprocess follow({CONNWATCHCTL_BINARY, url_, "events", "--follow"});
-  ASSERT_NE(follow.WaitForLine("connect ", kDeadline), "") << follow.Output();
+  ASSERT_NE(follow.WaitForLine("info   connect  ", kDeadline), "") << follow.Output();
   const size_t listed = follow.line_count();
   daemon_->Signal(SIGTERM);
   ASSERT_EQ(daemon_->Wait(kDeadline), 0) << daemon_->Output();
@@ -155,7 +155,7 @@ TEST_F(CtlDaemonTest, EventsFollowOutlivesADaemonRestart) {
   Launch({"alpha"}, {}, port_);
   // The new daemon numbers its events from 1 again: its connect of alpha.
   EXPECT_NE(follow.WaitForLine("connwatchd restarted", kDeadline, listed), "") << follow.Output();
-  std::string line = follow.WaitForLine("connect ", kDeadline, listed);
+  std::string line = follow.WaitForLine("info   connect  ", kDeadline, listed);
   EXPECT_NE(line.find("alpha"), std::string::npos) << follow.Output();
   follow.Signal(SIGINT);
   EXPECT_EQ(follow.Wait(kDeadline), 0) << follow.Output();
