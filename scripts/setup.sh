@@ -28,6 +28,9 @@ PACKAGES=(
   # tests/clock_step_test.cc steps the daemon's wall clock with libfaketime;
   # the fault suite's REJECT router uses nft (tests/system)
   faketime nftables
+  # the status page's browser test (tests/system/status_page_test.py): headless
+  # Chromium driven over the DevTools protocol by python3-websocket
+  chromium python3-websocket
 )
 
 missing=()

@@ -35,6 +35,7 @@
 #include "net/tls_session.h"
 #include "core/snapshot.h"
 #include "core/target_state.h"
+#include "core/up_history.h"
 
 namespace re2 {
 class RE2;
@@ -217,6 +218,10 @@ class Target {
   double last_event_unix_ = 0;
   bool has_last_detected_by_ = false;  // the last event is a disconnect
   Detector last_detected_by_ = Detector::kRead;
+  // The last failure before the current connection (kKindConnect: none).
+  uint8_t last_failure_kind_ = 0;
+  int last_failure_errno_ = 0;
+  double last_failure_unix_ = 0;
 
   // The last ICMP error of the current connection that the kernel reported
   // while keeping the connection: a timeout that ends it later is filed
@@ -240,6 +245,10 @@ class Target {
   double heartbeat_next_send_ = 0;
   size_t heartbeat_unsent_ = 0;
   bool watching_write_ = false;
+
+  // connwatch_target_up_seconds_total and the status page's history; apart
+  // from the block a periodic check reads (about 500 bytes).
+  std::unique_ptr<UpHistory> history_;
 };
 
 
