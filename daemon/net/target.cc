@@ -107,6 +107,8 @@ void Target::IoCb(struct ev_loop* /*loop*/, ev_io* w, int revents) {
       }
       break;
     case TargetState::kUp:
+      // Over the iteration's budget: left for the next iteration (LoopContext).
+      if (MonoNow() - self->ctx_->now > self->ctx_->read_budget) break;
       // NOTE: libev maps ERR and HUP onto both EV_READ and EV_WRITE; with
       // event reads on, the read sees them first.
       if ((revents & EV_READ) && self->ctx_->event_reads && !self->ReadAvailable()) break;

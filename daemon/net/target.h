@@ -50,6 +50,13 @@ struct LoopContext {
   // runs), like ev_now() but immune to steps of the system clock. Targets due
   // at the same instant land on the same instant of libev's timer heap.
   double now = 0;
+  // A loop iteration handles the reads of held connections for at most
+  // read_budget seconds after its wake-up (now): the sockets left over stay
+  // readable and the next epoll_wait reports them again, ahead of those
+  // that became readable later (level-triggered epoll puts a reported socket
+  // back at the end of its ready list), so a burst of 10,000 deaths is spread over short iterations and
+  // timers, other sockets and the HTTP threads' requests get their turn.
+  double read_budget = 0.004;
   // Bench-only (docs/PROBES.md): false leaves held sockets out of the loop's
   // EV_READ set, so that only the periodic probes and heartbeats can see a
   // death. Never off in production.
