@@ -147,12 +147,24 @@ def main():
     ap.add_argument("--held", type=int, default=50, help="held connections closed during the reloads")
     ap.add_argument("--close-every", type=float, default=0.002)
     ap.add_argument("--runs", type=int, default=1, help="runs of the three reloads (a new daemon each)")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="nice value of this script and connwatchd, and of the session's autogroup "
+                    "(negative needs root; run under `setsid -w`, as bench/latency.py --nice)")
     args = ap.parse_args()
+    if args.nice:
+        os.nice(args.nice)
+        try:
+            with open("/proc/self/autogroup", "w") as f:
+                f.write(str(args.nice))
+        except OSError as e:
+            print("autogroup nice not set: %s" % e)
     daemon = os.path.join(args.build, "connwatchd")
     if not os.access(daemon, os.X_OK):
         sys.exit("reload: %s is not an executable (build first, or pass --build)" % daemon)
-    print("targets=%d held=%d (build %s); load average %s"
-          % (args.targets, args.held, args.build, open("/proc/loadavg").read().split()[0]))
+    autogroup = open("/proc/self/autogroup").read().strip() if os.path.exists("/proc/self/autogroup") else "-"
+    print("targets=%d held=%d (build %s); nice %d, autogroup %s; load average %s"
+          % (args.targets, args.held, args.build, os.nice(0), autogroup,
+             open("/proc/loadavg").read().split()[0]))
     rows = []
     for run in range(args.runs):
         rows += one_run(args, daemon, run)

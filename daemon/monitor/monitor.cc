@@ -72,6 +72,7 @@ Monitor::Monitor(Options options, EventLog* log)
   ctx_.resolver = &resolver_;
   ctx_.admission = &admission_;
   ctx_.checks_due = &checks_due_;
+  ctx_.closer = &closer_;
   ctx_.log = log_;
   ctx_.now = MonoNow();
   ctx_.event_reads = options_.event_reads;
@@ -210,6 +211,7 @@ void Monitor::ShutdownInLoop() {
   }
   targets_.clear();
   ++targets_generation_;
+  closer_.Drain();  // every connection is closed when Run returns
   log_->Message(LogLevel::kInfo, "shutting down", {{"connections_closed", closed}});
   ev_break(loop_, EVBREAK_ALL);
 }

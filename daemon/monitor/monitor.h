@@ -136,6 +136,7 @@ class Monitor : public DaemonControl {
   struct ev_loop* loop_;
   Resolver resolver_;
   Admission admission_;
+  SocketCloser closer_;  // outlives the targets: their last closes go through it
   LoopContext ctx_;
   CheckScheduler checks_due_;  // after ctx_ (it reads ctx_.now); targets_ go first
   std::vector<std::unique_ptr<Target>> targets_;  // in config order

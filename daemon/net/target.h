@@ -32,6 +32,7 @@
 #include "core/liveness.h"
 #include "core/probe.h"
 #include "net/resolver.h"
+#include "net/socket_closer.h"
 #include "net/tls_session.h"
 #include "core/snapshot.h"
 #include "core/target_state.h"
@@ -50,13 +51,6 @@ struct LoopContext {
   // runs), like ev_now() but immune to steps of the system clock. Targets due
   // at the same instant land on the same instant of libev's timer heap.
   double now = 0;
-  // A loop iteration handles the reads of held connections for at most
-  // read_budget seconds after its wake-up (now): the sockets left over stay
-  // readable and the next epoll_wait reports them again, ahead of those
-  // that became readable later (level-triggered epoll puts a reported socket
-  // back at the end of its ready list), so a burst of 10,000 deaths is spread over short iterations and
-  // timers, other sockets and the HTTP threads' requests get their turn.
-  double read_budget = 0.004;
   // Bench-only (docs/PROBES.md): false leaves held sockets out of the loop's
   // EV_READ set, so that only the periodic probes and heartbeats can see a
   // death. Never off in production.
@@ -64,6 +58,8 @@ struct LoopContext {
   Resolver* resolver = nullptr;
   Admission* admission = nullptr;
   CheckScheduler* checks_due = nullptr;  // the periodic checks of held connections
+  // Closes sockets off the loop (net/socket_closer.h); nullptr: close() here.
+  SocketCloser* closer = nullptr;
   EventLog* log = nullptr;
   std::mt19937_64 rng{0};
   std::vector<char> drain_buffer = std::vector<char>(kDrainChunk);
