@@ -304,7 +304,10 @@ class PerfRecord:
         if not directory:
             return
         os.makedirs(directory, exist_ok=True)
-        self.proc = subprocess.Popen(["perf", "record", "-g", "-F", "2000", "-p", str(pid),
+        # CLOCK_MONOTONIC timestamps: the JSON's mono_start / mono_reported
+        # of the burst select its samples (perf report --time a,b).
+        self.proc = subprocess.Popen(["perf", "record", "-g", "-F", "2000", "-k", "CLOCK_MONOTONIC",
+                                      "-p", str(pid),
                                       "-o", os.path.join(directory, name + ".data")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # perf attaches (not a synchronisation the figures depend on)
@@ -481,8 +484,10 @@ def run_count(args, n, workdir, run=0):
                             first.setdefault(d[0], d)
                     return len(first) >= expected
                 with SideCloser(side_peer, daemon, side_ips) if side else _Nothing() as closer:
+                    mono_start = time.monotonic()
                     t0, floor_ns, closed = start()
                     daemon.wait(all_seen, 60, f"{expected} disconnects ({name})")
+                    mono_reported = time.monotonic()
                 cpu = cpu_ms(daemon.proc.pid) - cpu0
                 stalls = loop_stalls(stalls0, daemon.metrics())
                 after_ns = min(d[3] for d in first.values())
@@ -504,6 +509,8 @@ def run_count(args, n, workdir, run=0):
                 "reconnect_wall_s": wall,
                 "cpu_per_disconnect_us": 1000 * max(0.0, cpu_reconnect - idle_rate * wall) / expected,
                 "loop": stalls,
+                "mono_start": mono_start,
+                "mono_reported": mono_reported,
             }
             if closed is not None:
                 r["ts"] = stats([(first[ip_to_target[ip]][2] - t) / 1e6 for ip, t in closed.items()])

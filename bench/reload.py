@@ -13,9 +13,9 @@ changed (the held ones never change). For each reload it prints:
     apply_max_slice_ms, apply_slices and apply_wall_ms (when present);
   - loop stalls: iterations over 10 ms during the reload and the bucket of
     the longest, from connwatch_event_loop_busy_seconds before and after;
-  - detection while the apply runs: from the SIGHUP until the reload is
-    done, this script closes (FIN) one held connection every --close-every
-    seconds; the delay from each close to connwatchd's disconnect event
+  - detection while the apply runs: from the "applying config" line until
+    the reload is done, this script closes (FIN) one held connection every
+    --close-every seconds; the delay from each close to connwatchd's disconnect event
     (its ts=), for the closes made inside the apply's window
     [end - apply_wall_ms, end].
 
@@ -203,6 +203,13 @@ def one_run(args, daemon, run):
             done = threading.Event()
 
             def closer():
+                # From the apply's first slice (its "applying config" line) on.
+                text = ""
+                with open(log_path, errors="replace") as f:
+                    while text.count('msg="applying config"') < n and not done.is_set():
+                        text += f.read()
+                        if text.count('msg="applying config"') < n:
+                            time.sleep(0.001)  # polling a file; the deadline is the reload's
                 while not done.is_set():
                     c = holder.close_one()
                     if c:
