@@ -9,6 +9,7 @@
 #include <string>
 
 #include "config/loader.h"
+#include "monitor/check_config.h"
 #include "core/event_log.h"
 #include "web/http_server.h"
 #include "monitor/monitor.h"
@@ -29,32 +30,6 @@ struct Flags {
   std::string dns_servers;
   std::string web_config_file;
 };
-
-// Prints every error of `path` and a count to stderr; false when there were any.
-bool ReportErrors(const std::string& path, const std::vector<connwatch::ConfigError>& errors) {
-  for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.ToString().c_str());
-  if (!errors.empty()) std::fprintf(stderr, "%s: %zu error(s)\n", path.c_str(), errors.size());
-  return errors.empty();
-}
-
-// --check-config: every file the daemon would read at start, each checked in
-// full (an error in one does not hide the errors of the other).
-int CheckConfig(const Flags& flags) {
-  int status = 0;
-  connwatch::ConfigLoadResult result = connwatch::LoadConfigFile(flags.config_file);
-  if (!ReportErrors(flags.config_file, result.errors)) {
-    status = 1;
-  } else {
-    std::printf("%s: OK, %zu target(s) from %zu file(s)\n", flags.config_file.c_str(),
-                result.config->targets.size(), result.config->files.size());
-  }
-  if (flags.web_config_file.empty()) return status;
-  connwatch::WebConfigLoadResult web = connwatch::LoadWebConfigFile(flags.web_config_file);
-  if (!ReportErrors(flags.web_config_file, web.errors)) return 1;
-  std::printf("%s: OK, %s, %zu basic-auth user(s)\n", flags.web_config_file.c_str(),
-              web.config->tls ? "TLS" : "no TLS", web.config->basic_auth_users.size());
-  return status;
-}
 
 }  // namespace
 
@@ -107,7 +82,9 @@ int main(int argc, char** argv) {
     std::printf("connwatchd %s (revision %s)\n", connwatch::kVersion, connwatch::kRevision);
     return 0;
   }
-  if (flags.check_config) return CheckConfig(flags);
+  if (flags.check_config) {
+    return connwatch::CheckConfigFiles(flags.config_file, flags.web_config_file, stdout, stderr);
+  }
 
   connwatch::LogLevel level = connwatch::LogLevel::kInfo;
   connwatch::LogFormat format = connwatch::LogFormat::kLogfmt;

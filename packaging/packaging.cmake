@@ -5,7 +5,8 @@
 # package holds. Included by the top-level CMakeLists.txt.
 
 # --- What is installed (also by a plain `cmake --install`) -----------------
-# The binary goes to bin/ (top-level CMakeLists.txt). The unit and the
+# The binaries go to bin/ (connwatchd: top-level CMakeLists.txt; connwatchctl:
+# ctl/ctl.cmake). The unit and the
 # configuration live at fixed absolute paths: they are not relative to the
 # install prefix on a Debian system.
 set(CONNWATCH_UNIT_DIR "/lib/systemd/system" CACHE PATH "Where the systemd unit is installed")
@@ -33,7 +34,7 @@ endif()
 # timestamp (gzip -n) so that the package is reproducible.
 find_program(GZIP_EXECUTABLE gzip REQUIRED)
 set(_cw_gz_outputs "")
-foreach(_cw_page connwatchd.8 connwatch.yaml.5)
+foreach(_cw_page connwatchd.8 connwatch.yaml.5 connwatchctl.1)
   configure_file("${CMAKE_SOURCE_DIR}/packaging/man/${_cw_page}.in" "${CONNWATCH_PKG_DIR}/${_cw_page}" @ONLY)
   add_custom_command(
     OUTPUT "${CONNWATCH_PKG_DIR}/${_cw_page}.gz"
@@ -57,6 +58,7 @@ install(FILES "${CMAKE_SOURCE_DIR}/packaging/connwatch.yaml" DESTINATION "${CONN
 install(DIRECTORY DESTINATION "${CONNWATCH_CONFIG_DIR}/targets.d")
 install(FILES "${CONNWATCH_PKG_DIR}/connwatchd.8.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man8")
 install(FILES "${CONNWATCH_PKG_DIR}/connwatch.yaml.5.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man5")
+install(FILES "${CONNWATCH_PKG_DIR}/connwatchctl.1.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man1")
 install(FILES "${CMAKE_SOURCE_DIR}/README.md" "${CMAKE_SOURCE_DIR}/packaging/copyright"
               "${CONNWATCH_PKG_DIR}/changelog.Debian.gz"
         DESTINATION "${CONNWATCH_DOC_DIR}")
@@ -97,7 +99,9 @@ YAML list, notices the moment a connection dies and why (peer FIN, peer
 RST, silent death caught by keepalive or TCP_USER_TIMEOUT, ICMP
 unreachable, a failed application heartbeat), reconnects with jittered
 backoff, and exports all of it as Prometheus metrics on port 9798, a JSON
-API and a structured event log in the journal.
+API and a structured event log in the journal. connwatchctl, its
+command-line client, shows the targets as a table (and serves as a
+monitoring check), follows the events live and asks for a reload.
 .
 The package runs connwatchd as a sandboxed systemd service. As shipped its
 configuration watches nothing: add targets to
@@ -130,7 +134,8 @@ if(CONNWATCH_TESTS)
 
   add_test(NAME packaging_files
            COMMAND bash "${CMAKE_SOURCE_DIR}/tests/system/packaging_files_test.sh"
-                   "${CMAKE_SOURCE_DIR}" "$<TARGET_FILE:connwatchd>" "${CONNWATCH_PKG_DIR}")
+                   "${CMAKE_SOURCE_DIR}" "$<TARGET_FILE:connwatchd>" "${CONNWATCH_PKG_DIR}"
+                   "$<TARGET_FILE:connwatchctl>")
   set_tests_properties(packaging_files PROPERTIES LABELS "package" TIMEOUT 120 SKIP_RETURN_CODE 77)
 
   # Builds the .deb, lints it, installs it with dpkg, purges it. Needs root;

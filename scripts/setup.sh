@@ -11,6 +11,8 @@ PACKAGES=(
   build-essential cmake pkg-config git
   libev-dev libyaml-cpp-dev prometheus-cpp-dev libmicrohttpd-dev libc-ares-dev
   libre2-dev zlib1g-dev nlohmann-json3-dev libcli11-dev libsystemd-dev libgtest-dev libgmock-dev
+  # connwatchctl: HTTP and TLS to the daemon
+  libcurl4-openssl-dev
   prometheus   # for promtool, which checks /metrics in the tests
   iproute2 procps
   # --web.config.file: TLS with GnuTLS (libmicrohttpd's), bcrypt with
@@ -26,6 +28,9 @@ PACKAGES=(
   # tests/clock_step_test.cc steps the daemon's wall clock with libfaketime;
   # the fault suite's REJECT router uses nft (tests/system)
   faketime nftables
+  # the status page's browser test (tests/system/status_page_test.py): headless
+  # Chromium driven over the DevTools protocol by python3-websocket
+  chromium python3-websocket
 )
 
 missing=()

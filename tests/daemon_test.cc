@@ -155,6 +155,41 @@ TEST_F(DaemonTest, ServesHealthReadyMetricsAndApi) {
   EXPECT_FALSE(testing::LogfmtValue(line, "rtt").empty()) << line;
 }
 
+// connwatch_target_up_seconds_total through /metrics: it grows while the
+// target is up, by no more than the time that passed, and stands still while
+// the target is down (flaps shorter than a scrape: UpHistoryTest).
+TEST_F(DaemonTest, UpSecondsCounterGrowsOnlyWhileUp) {
+  const auto started = std::chrono::steady_clock::now();
+  Launch();
+  auto up_seconds = [&](std::string* body) {
+    *body = Get("/metrics").body;
+    std::smatch m;
+    static const std::regex re(R"(connwatch_target_up_seconds_total\{target="alpha"\} (\S+))");
+    return std::regex_search(*body, m, re) ? std::stod(m[1]) : -1.0;
+  };
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  };
+  std::string body;
+  ASSERT_TRUE(MetricsContain("connwatch_target_up{target=\"alpha\"} 1")) << daemon_->Output();
+  const double first = up_seconds(&body);
+  ASSERT_GE(first, 0) << body;
+  EXPECT_LE(first, elapsed());
+  double later = first;
+  EXPECT_TRUE(WaitFor([&] { return (later = up_seconds(&body)) > first; }, kDeadline))
+      << "counter stayed at " << first << ":\n" << body;
+  EXPECT_LE(later, elapsed());
+
+  // Down for good: the counter stops, though the daemon keeps trying.
+  peer_.StopListening();
+  peer_.ResetAll();
+  ASSERT_TRUE(MetricsContain("connwatch_target_up{target=\"alpha\"} 0")) << Get("/metrics").body;
+  const double at_death = up_seconds(&body);
+  ASSERT_TRUE(MetricsContain("connwatch_target_connect_failures_total{target=\"alpha\",reason=\"refused\"} 2"))
+      << Get("/metrics").body;
+  EXPECT_EQ(up_seconds(&body), at_death) << body;
+}
+
 TEST_F(DaemonTest, SighupReloadsAndKeepsTheConnectionOfUnchangedTargets) {
   Launch();
   ASSERT_TRUE(MetricsContain("connwatch_target_up{target=\"alpha\"} 1"));

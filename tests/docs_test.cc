@@ -19,7 +19,8 @@
 //   .\" doc-test: config | bad-config | output | shell | text
 // Paths under /etc/connwatch/ in an example stand for a scratch directory
 // laid out like the package's (connwatch.yaml, an empty targets.d/).
-// Flags (connwatchd --help against README.md and connwatchd(8)) are checked
+// Flags (connwatchd --help against README.md and connwatchd(8), connwatchctl
+// --help and its commands' against README.md and connwatchctl(1)) are checked
 // by tests/system/packaging_files_test.sh, PromQL by promql_examples.py.
 
 #include <gtest/gtest.h>
@@ -37,6 +38,7 @@
 #include <vector>
 
 #include "config/loader.h"
+#include "exit_codes.h"
 #include "core/reason.h"
 #include "net/admission.h"
 #include "test_util.h"
@@ -410,6 +412,27 @@ std::set<std::string> ListedReasons(const std::string& flat, const std::string& 
   return words;
 }
 
+// connwatchctl(1)'s EXIT STATUS lists exactly the statuses ctl/exit_codes.h
+// defines, and README.md's connwatchctl section gives status's three.
+TEST(DocsClaims, ConnwatchctlExitStatusesAreTheCodes) {
+  const std::string page = ReadSource("packaging/man/connwatchctl.1.in");
+  const size_t from = page.find(".SH EXIT STATUS"), to = page.find(".SH", from + 1);
+  ASSERT_NE(from, std::string::npos);
+  std::set<int> documented;
+  const std::regex item(R"(\.TP\n\.B (\d+)\n)");
+  const std::string section = page.substr(from, to - from);
+  for (std::sregex_iterator it(section.begin(), section.end(), item), end; it != end; ++it) {
+    documented.insert(std::stoi((*it)[1]));
+  }
+  EXPECT_EQ(documented, (std::set<int>{ctl::kExitOk, ctl::kExitFailed, ctl::kExitDown,
+                                       ctl::kExitUnknown, ctl::kExitUsage}));
+  const std::string readme = ReadSource("README.md");
+  EXPECT_NE(readme.find("exit " + std::to_string(ctl::kExitOk) + " all up, " +
+                        std::to_string(ctl::kExitDown) + " one is not, " +
+                        std::to_string(ctl::kExitUnknown) + " no answer"),
+            std::string::npos);
+}
+
 // README.md, docs/METRICS.md and connwatchd(8) list the reasons of connect
 // failures and of disconnects: exactly the code's (core/reason.h).
 TEST(DocsClaims, ReasonListsAreTheCodes) {
@@ -630,7 +653,8 @@ std::vector<Example> AllExamples() {
   for (const std::string& doc : docs) {
     for (Example& e : MarkdownExamples(doc)) all.push_back(std::move(e));
   }
-  for (const char* page : {"packaging/man/connwatch.yaml.5.in", "packaging/man/connwatchd.8.in"}) {
+  for (const char* page : {"packaging/man/connwatch.yaml.5.in", "packaging/man/connwatchd.8.in",
+                           "packaging/man/connwatchctl.1.in"}) {
     for (Example& e : ManExamples(page)) all.push_back(std::move(e));
   }
   return all;

@@ -75,6 +75,10 @@ std::shared_ptr<Snapshot> MakeSnapshot() {
   db.last_reason = Reason::kRefused;
   db.last_errno = ECONNREFUSED;
   db.last_event_unix = 1714567850;
+  db.last_failure_kind = "connect_failure";
+  db.last_failure_reason = Reason::kRefused;
+  db.last_failure_errno = ECONNREFUSED;
+  db.last_failure_unix = 1714567850;
   db.connect_failures[R(Reason::kRefused)] = 5;
   s->targets.push_back(db);
 
@@ -342,19 +346,58 @@ TEST_F(HttpServerTest, NullSnapshotIsServiceUnavailable) {
   EXPECT_TRUE(j["error"].is_string());
   // What does not need the loop still answers.
   EXPECT_EQ(Get("/api/v1/events").status, 200);
-  EXPECT_EQ(Get("/").status, 200);
+  // The status page shows targets: it says it cannot.
+  HttpResponse page = Get("/");
+  EXPECT_EQ(page.status, 503);
+  EXPECT_THAT(page.body, HasSubstr("snapshot unavailable"));
 }
 
 // --- Landing page, health, readiness --------------------------------------------
 
-TEST_F(HttpServerTest, LandingPageLinksEverything) {
+TEST_F(HttpServerTest, StatusPageShowsTargetsAndLinksEverything) {
   StartServer();
   HttpResponse r = Get("/");
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.Header("Content-Type"), "text/html; charset=utf-8");
+  // Relative links only (a path prefix, TLS and auth keep working).
   for (const char* link : {"metrics", "api/v1/targets", "api/v1/events", "-/healthy", "-/ready"}) {
     EXPECT_THAT(r.body, HasSubstr(std::string("href=\"") + link + "\"")) << link;
   }
+  EXPECT_THAT(r.body, HasSubstr("1 of 3 up, 2 down (backoff 1, connecting 1)"));
+  EXPECT_THAT(r.body, HasSubstr("<td class=\"name\">db</td>"));
+  EXPECT_THAT(r.body, HasSubstr("<span class=\"reason\">refused</span> (ECONNREFUSED)"));
+  EXPECT_THAT(r.body, HasSubstr("fetch("));  // the live refresh is embedded
+  EXPECT_EQ(r.body.find("src=\"http"), std::string::npos);  // nothing from elsewhere
+
+  HttpResponse filtered = Get("/?q=env%3Dprod");
+  EXPECT_THAT(filtered.body, HasSubstr("<td class=\"name\">redis</td>"));
+  EXPECT_EQ(filtered.body.find("<td class=\"name\">db</td>"), std::string::npos);
+  EXPECT_EQ(Get("/?state=sideways").status, 400);
+  EXPECT_EQ(Get("/?offset=x").status, 400);
+}
+
+TEST_F(HttpServerTest, CompactTargetsAreOnePageWithTheSummary) {
+  StartServer();
+  Json j = GetJson("/api/v1/targets?compact=1&limit=2", 200);
+  ASSERT_EQ(j["status"], "success") << j.dump();
+  const Json& d = j["data"];
+  EXPECT_EQ(d["total"], 3);
+  EXPECT_EQ(d["up"], 1);
+  EXPECT_EQ(d["matched"], 3);
+  EXPECT_EQ(d["by_state"]["backoff"], 1);
+  ASSERT_EQ(d["targets"].size(), 2u);
+  // Down first: db (backoff), hb (connecting); redis is on the next page.
+  EXPECT_EQ(d["targets"][0]["name"], "db");
+  EXPECT_EQ(d["targets"][0]["failure"]["reason"], "refused");
+  EXPECT_EQ(d["targets"][0]["failure"]["errno"], "ECONNREFUSED");
+  EXPECT_EQ(d["targets"][1]["name"], "hb");
+  EXPECT_EQ(d["targets"][0]["strip"].get<std::string>().size(), 60u);
+  Json next = GetJson("/api/v1/targets?compact=1&limit=2&offset=2", 200);
+  ASSERT_EQ(next["data"]["targets"].size(), 1u);
+  EXPECT_EQ(next["data"]["targets"][0]["name"], "redis");
+  EXPECT_EQ(GetJson("/api/v1/targets?compact=1&state=down", 200)["data"]["matched"], 2);
+  EXPECT_EQ(GetJson("/api/v1/targets?compact=1&limit=1001", 400)["errorType"], "bad_data");
+  EXPECT_EQ(GetJson("/api/v1/targets?compact=maybe", 400)["errorType"], "bad_data");
 }
 
 TEST_F(HttpServerTest, HealthyAndReadyFollowTheDaemon) {

@@ -74,6 +74,7 @@ class MonitorTest : public ::testing::Test {
     options.event_reads = event_reads_;
     options.apply_slice_targets = apply_slice_targets_;
     options.on_apply_slice = on_apply_slice_;
+    if (handshake_slice_ >= 0) options.handshake_slice = handshake_slice_;
     monitor_ = std::make_unique<Monitor>(options, log_.get());
     std::vector<std::string> errors = monitor_->Start();
     ASSERT_TRUE(errors.empty()) << errors.front();
@@ -176,6 +177,7 @@ class MonitorTest : public ::testing::Test {
   // Monitor::Options::apply_slice_targets and on_apply_slice, set before StartMonitor.
   size_t apply_slice_targets_ = 0;
   std::function<void(size_t)> on_apply_slice_;
+  double handshake_slice_ = -1;  // Monitor::Options::handshake_slice when >= 0
   FILE* log_file_ = nullptr;
   std::unique_ptr<EventLog> log_;
   std::unique_ptr<Monitor> monitor_;

@@ -10,6 +10,7 @@
 #include <openssl/x509.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <memory>
@@ -78,6 +79,34 @@ TEST_F(TlsTest, HeldSessionIsUpWithItsCertificate) {
       << log_->FormatEvent(c);
   auto snap = monitor_->GetSnapshot();
   EXPECT_EQ(snap->tls_handshake_duration.count, 1u);
+}
+
+// Handshake work is bounded per loop iteration (Monitor::Options::
+// handshake_slice); at 0 every iteration runs a single handshake step, so
+// 30 handshakes at once are all deferred again and again through the
+// level-triggered watcher, and every one must still complete.
+TEST_F(TlsTest, HandshakesLeftForTheNextIterationAllComplete) {
+  handshake_slice_ = 0;
+  auto peer = TlsPeer("server");
+  std::string yaml =
+      "defaults:\n  connect_timeout: 20s\n  check_interval: 1m\n  startup_jitter: 0s\n"
+      "targets:\n";
+  constexpr int kTargets = 30;
+  for (int i = 0; i < kTargets; ++i) yaml += TargetYaml("t" + std::to_string(i), Addr(*peer), Tls());
+  StartMonitor(yaml);
+  std::shared_ptr<const Snapshot> snap;
+  const bool all_up = WaitFor(
+      [&] {
+        snap = monitor_->GetSnapshot();
+        return snap && std::all_of(snap->targets.begin(), snap->targets.end(),
+                                   [](const TargetSnapshot& t) { return t.up && t.tls; });
+      },
+      std::chrono::seconds(30));
+  ASSERT_TRUE(snap);
+  size_t up = 0;
+  for (const TargetSnapshot& t : snap->targets) up += t.up ? 1 : 0;
+  EXPECT_TRUE(all_up) << "expected " << kTargets << " TLS targets up, saw " << up;
+  EXPECT_EQ(snap->tls_handshake_duration.count, static_cast<uint64_t>(kTargets));
 }
 
 TEST_F(TlsTest, CloseNotifyAndBareFinAreBothPeerClosedAndSaySo) {

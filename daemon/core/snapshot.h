@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/config.h"
@@ -14,6 +15,7 @@
 #include "core/reason.h"
 #include "core/tcp_sample.h"
 #include "core/tls_peer.h"
+#include "core/up_history.h"
 
 namespace connwatch {
 
@@ -31,6 +33,12 @@ struct TargetSnapshot {
   double last_event_unix = 0;
   bool has_last_detected_by = false;  // the last event is a disconnect
   Detector last_detected_by = Detector::kRead;
+  // The last connect failure or disconnect, even once the target is up again
+  // (the status page's "last failure"): kind empty if there was none.
+  std::string_view last_failure_kind;  // "connect_failure" | "disconnect" (static)
+  Reason last_failure_reason = Reason::kError;
+  int last_failure_errno = 0;
+  double last_failure_unix = 0;
 
   uint64_t connects = 0;
   std::array<uint64_t, kReasonCount> connect_failures{};  // by Reason index
@@ -44,6 +52,12 @@ struct TargetSnapshot {
   std::shared_ptr<const TlsPeerInfo> tls;
   bool has_heartbeat = false;      // heartbeat configured and at least one reply seen.
   double heartbeat_seconds = 0;    // last heartbeat round trip.
+  // connwatch_target_up_seconds_total, advanced to the time of this copy.
+  double up_seconds_total = 0;
+  // The up/down history as of `history_at` (monotonic): readers compute its
+  // report off the loop, history.Report(history_at).
+  UpHistory history;
+  double history_at = 0;
 };
 
 // Fixed-bucket histogram as the loop accumulates it.

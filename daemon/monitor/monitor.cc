@@ -126,6 +126,8 @@ void Monitor::CheckCb(struct ev_loop* /*loop*/, ev_check* w, int /*revents*/) {
   self->woke_at_ = MonoNow();
   // The targets' clock for this iteration (monotonic, like libev's timers).
   self->ctx_.now = self->woke_at_;
+  self->ctx_.handshake_deadline = self->woke_at_ + self->options_.handshake_slice;
+  self->ctx_.handshake_steps = 0;
 }
 
 void Monitor::PrepareCb(struct ev_loop* /*loop*/, ev_prepare* w, int /*revents*/) {

@@ -45,6 +45,9 @@ class Monitor : public DaemonControl {
     // Tests: called on the loop after each slice of a reload's apply, with the
     // number of config targets applied so far.
     std::function<void(size_t applied)> on_apply_slice = nullptr;
+    // TLS handshake work per loop iteration (LoopContext::handshake_deadline);
+    // at least one step runs in every iteration. Tests set 0: one step each.
+    double handshake_slice = 0.005;
   };
 
   Monitor(Options options, EventLog* log);

@@ -58,6 +58,7 @@ Target::Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config)
     BeginAttempt();
   };
   last_change_unix_ = UnixNow();
+  history_ = std::make_unique<UpHistory>(MonoNow());
   ++ctx_->targets_by_state[static_cast<size_t>(state_)];
 }
 
@@ -99,6 +100,9 @@ void Target::IoCb(struct ev_loop* /*loop*/, ev_io* w, int revents) {
   switch (self->state_) {
     case TargetState::kConnecting:
       if (self->handshaking_) {
+        // NOTE: libev's epoll watchers are level-triggered: a step left for
+        // the next iteration is offered again by the next poll.
+        if (self->HandshakeSliceOver()) break;
         self->ContinueTlsHandshake();
       } else if (self->awaiting_verdict_) {
         self->OnTlsVerdictReadable();
@@ -298,10 +302,24 @@ void Target::OnConnected() {
 void Target::StartTlsHandshake() {
   tls_ = std::make_unique<TlsSession>(config_->tls->context.ctx.get(), fd_, *config_->tls);
   handshaking_ = true;
+  if (HandshakeSliceOver()) {
+    // The ClientHello (and its key share) in the next iteration: the socket
+    // is writable, so the watcher fires at once.
+    ev_io_stop(ctx_->loop, &io_);
+    ev_io_set(&io_, fd_, EV_WRITE);
+    ev_io_start(ctx_->loop, &io_);
+    return;
+  }
   ContinueTlsHandshake();
 }
 
+bool Target::HandshakeSliceOver() const {
+  return ctx_->handshake_deadline > 0 && ctx_->handshake_steps > 0 &&
+         MonoNow() > ctx_->handshake_deadline;
+}
+
 void Target::ContinueTlsHandshake() {
+  ++ctx_->handshake_steps;
   const TlsSession::Status status = tls_->Handshake();
   if (status == TlsSession::Status::kWantRead || status == TlsSession::Status::kWantWrite) {
     // The same one ev_io, for what the handshake waits for next.
@@ -354,6 +372,7 @@ void Target::OnTlsVerdictReadable() {
 
 void Target::FinishTls() {
   awaiting_verdict_ = false;
+  tls_->ReleaseBuffers();
   ctx_->tls_handshake_duration.Observe(MonoNow() - tcp_connected_at_);
   tls_peer_ = std::make_shared<const TlsPeerInfo>(tls_->peer());
   OnEstablished();
@@ -376,6 +395,7 @@ void Target::OnEstablished() {
   has_icmp_ = false;
   up_ = true;
   up_since_ = now;
+  history_->Up(now);
   ++connects_;
   // The TCP connect; a TLS handshake after it is the event's tls_handshake.
   const double connect_seconds = tcp_connected_at_ - connect_started_;
@@ -389,6 +409,13 @@ void Target::OnEstablished() {
   }
   e.tcp = last_sample_;
   last_change_unix_ = e.unix_time;
+  if (has_last_event_ && last_event_kind_ != kKindConnect) {
+    // The status page shows the last failure while the target is up again
+    // (last_reason_ and last_detected_by_ keep it: a connect sets neither).
+    last_failure_kind_ = last_event_kind_;
+    last_failure_errno_ = last_errno_;
+    last_failure_unix_ = last_event_unix_;
+  }
   has_last_event_ = true;
   last_event_kind_ = kKindConnect;
   last_errno_ = 0;
@@ -494,7 +521,10 @@ bool Target::ReadTls() {
       if (heartbeat_) heartbeat_->OnBytes(std::string_view(buf, n), MonoNow());
       continue;
     }
-    if (status == TlsSession::Status::kWantRead) return true;
+    if (status == TlsSession::Status::kWantRead) {
+      if (heartbeat_unsent_ == 0) tls_->ReleaseBuffers();
+      return true;
+    }
     if (status == TlsSession::Status::kWantWrite) {
       WatchWritable(true);  // the session has something to send first
       return true;
@@ -611,6 +641,7 @@ bool Target::FlushHeartbeat() {
     return false;
   }
   WatchWritable(false);
+  if (tls_) tls_->ReleaseBuffers();
   return true;
 }
 
@@ -686,6 +717,7 @@ void Target::Die(Verdict verdict, const TcpSample& at_death, Detector by, std::s
     verdict.reason = icmp_.reason;
   }
   has_icmp_ = false;
+  history_->Down(now, true);
   disconnects_[static_cast<size_t>(verdict.reason)]++;
   ctx_->detections[static_cast<size_t>(by)][static_cast<size_t>(verdict.reason)]++;
   const TcpSample& last = at_death.valid ? at_death : last_sample_;
@@ -734,6 +766,7 @@ void Target::Close(std::string_view why, bool log) {
   const bool was_up = up_;
   const double lived = MonoNow() - up_since_;
   if (was_up) {
+    history_->Down(MonoNow(), false);
     retransmits_closed_ += ReadTcpInfo(fd_).total_retrans;
     ctx_->connection_lifetime.Observe(lived);
   }
@@ -776,6 +809,7 @@ void Target::InheritCounters(const Target& old) {
   disconnects_ = old.disconnects_;
   icmp_errors_ = old.icmp_errors_;
   retransmits_closed_ = old.retransmits_closed_;
+  *history_ = *old.history_;
 }
 
 Event Target::MakeEvent(std::string kind, LogLevel level) const {
@@ -812,6 +846,19 @@ void Target::FillSnapshot(TargetSnapshot* out) const {
   out->has_rtt = has_rtt_;
   out->rtt_seconds = last_sample_.rtt_us / 1e6;
   out->tls = tls_peer_;
+  if (has_last_event_ && last_event_kind_ != kKindConnect) {
+    out->last_failure_kind = kEventKinds[last_event_kind_];
+    out->last_failure_errno = last_errno_;
+    out->last_failure_unix = last_event_unix_;
+  } else if (last_failure_kind_ != kKindConnect) {
+    out->last_failure_kind = kEventKinds[last_failure_kind_];
+    out->last_failure_errno = last_failure_errno_;
+    out->last_failure_unix = last_failure_unix_;
+  }
+  out->last_failure_reason = last_reason_;
+  out->history_at = MonoNow();
+  out->history = *history_;
+  out->up_seconds_total = history_->UpSecondsTotal(out->history_at);
   if (heartbeat_ && heartbeat_->has_rtt()) {
     out->has_heartbeat = true;
     out->heartbeat_seconds = heartbeat_->last_rtt();

@@ -36,6 +36,7 @@
 #include "net/tls_session.h"
 #include "core/snapshot.h"
 #include "core/target_state.h"
+#include "core/up_history.h"
 
 namespace re2 {
 class RE2;
@@ -55,6 +56,14 @@ struct LoopContext {
   // EV_READ set, so that only the periodic probes and heartbeats can see a
   // death. Never off in production.
   bool event_reads = true;
+  // TLS handshake steps wait for the next loop iteration once this monotonic
+  // instant has passed (0: no bound). The Monitor sets it a few milliseconds
+  // after each wake-up: a handshake step costs up to a millisecond of CPU
+  // (key exchange, chain and signature checks), and hundreds of servers
+  // answering in the same iteration would otherwise hold the loop for a
+  // second, delaying every other target's detection and every snapshot.
+  double handshake_deadline = 0;
+  uint64_t handshake_steps = 0;  // handshake steps run in this iteration
   Resolver* resolver = nullptr;
   Admission* admission = nullptr;
   CheckScheduler* checks_due = nullptr;  // the periodic checks of held connections
@@ -135,6 +144,9 @@ class Target {
   void OnConnected();
   void StartTlsHandshake();
   void ContinueTlsHandshake();
+  // True once this loop iteration has had its share of handshake work (at
+  // least one step, up to LoopContext::handshake_deadline).
+  bool HandshakeSliceOver() const;
   // TLS 1.3 with a client certificate asked for: the server's next flight
   // (session tickets, or an alert rejecting the certificate) is its verdict.
   void OnTlsVerdictReadable();
@@ -209,6 +221,10 @@ class Target {
   double last_event_unix_ = 0;
   bool has_last_detected_by_ = false;  // the last event is a disconnect
   Detector last_detected_by_ = Detector::kRead;
+  // The last failure before the current connection (kKindConnect: none).
+  uint8_t last_failure_kind_ = 0;
+  int last_failure_errno_ = 0;
+  double last_failure_unix_ = 0;
 
   // The last ICMP error of the current connection that the kernel reported
   // while keeping the connection: a timeout that ends it later is filed
@@ -232,6 +248,10 @@ class Target {
   double heartbeat_next_send_ = 0;
   size_t heartbeat_unsent_ = 0;
   bool watching_write_ = false;
+
+  // connwatch_target_up_seconds_total and the status page's history; apart
+  // from the block a periodic check reads (about 500 bytes).
+  std::unique_ptr<UpHistory> history_;
 };
 
 

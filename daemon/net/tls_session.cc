@@ -200,6 +200,10 @@ bool TlsSession::VerdictPending() const {
   return ssl_ != nullptr && client_auth_requested_ && SSL_version(ssl_) == TLS1_3_VERSION;
 }
 
+void TlsSession::ReleaseBuffers() {
+  if (ssl_ != nullptr && SSL_pending(ssl_) == 0) SSL_free_buffers(ssl_);
+}
+
 void TlsSession::Shutdown() {
   if (ssl_ == nullptr) return;
   ERR_clear_error();

@@ -54,6 +54,13 @@ class TlsSession {
   // an alert in its next flight. True when the handshake was TLS 1.3 and the
   // server asked for a certificate: the verdict is still to come.
   bool VerdictPending() const;
+  // Frees the session's read and write buffers if nothing is in them.
+  // NOTE: SSL_MODE_RELEASE_BUFFERS frees the read buffer after application
+  // data only; a session that reads nothing but handshake records (TLS 1.3
+  // session tickets) kept its 16.6 KiB read buffer for good (heaptrack, 1,000
+  // held sessions: 16.6 MB of read buffers allocated in SSL_read). Called
+  // whenever a read or write leaves the session idle.
+  void ReleaseBuffers();
   // Our own close: send close_notify once, without waiting for the peer's.
   void Shutdown();
 

@@ -240,25 +240,4 @@ Json EventJson(const Event& e) {
   return j;
 }
 
-std::string LandingPage() {
-  std::string page;
-  page.reserve(1024);
-  page +=
-      "<!DOCTYPE html>\n"
-      "<html>\n<head><meta charset=\"utf-8\"><title>connwatch</title></head>\n<body>\n"
-      "<h1>connwatch</h1>\n<p>Version ";
-  page += kVersion;
-  page += " (revision ";
-  page += kRevision;
-  page +=
-      ")</p>\n<ul>\n"
-      "<li><a href=\"metrics\">metrics</a></li>\n"
-      "<li><a href=\"api/v1/targets\">api/v1/targets</a></li>\n"
-      "<li><a href=\"api/v1/events\">api/v1/events</a></li>\n"
-      "<li><a href=\"-/healthy\">-/healthy</a></li>\n"
-      "<li><a href=\"-/ready\">-/ready</a></li>\n"
-      "</ul>\n</body>\n</html>\n";
-  return page;
-}
-
 }  // namespace connwatch

@@ -35,6 +35,5 @@ bool AcceptsGzip(std::string_view header);
 
 Json TargetJson(const TargetSnapshot& t);
 Json EventJson(const Event& e);
-std::string LandingPage();
 
 }  // namespace connwatch

@@ -15,6 +15,7 @@
 #include "web/gzip_stream.h"
 #include "web/metrics_view.h"
 #include "web/piece_stream.h"
+#include "web/status_page.h"
 
 namespace connwatch {
 
@@ -425,10 +426,7 @@ int HttpServer::Handle(MHD_Connection* c, std::string_view method, std::string_v
   }
 
   if (path == "/metrics") return read ? ServeMetrics(c, head) : MethodNotAllowed(c, kReadMethods);
-  if (path == "/") {
-    return read ? Queue(c, 200, Buffer(LandingPage(), kHtmlContentType))
-                : MethodNotAllowed(c, kReadMethods);
-  }
+  if (path == "/") return read ? ServeStatusPage(c, query) : MethodNotAllowed(c, kReadMethods);
   if (path == "/-/healthy" || path == "/-/ready") {
     if (!read) return MethodNotAllowed(c, kReadMethods);
     const bool ok = path == "/-/healthy" ? control_.Healthy() : control_.Ready();
@@ -485,7 +483,40 @@ int HttpServer::ServeReload(MHD_Connection* c) {
   return SendText(c, 500, body);
 }
 
+int HttpServer::ServeStatusPage(MHD_Connection* c, std::string_view query) {
+  StatusQuery q;
+  const std::string error = ParseStatusQuery(query, &q);
+  if (!error.empty()) return SendText(c, 400, error + "\n");
+  std::shared_ptr<const Snapshot> snapshot = snapshots_.Get();
+  if (!snapshot) {
+    return SendText(c, 503, "snapshot unavailable: the event loop did not answer in time\n");
+  }
+  return Queue(c, 200,
+               Buffer(RenderStatusPage(*snapshot, events_.Recent(kStatusEvents), q),
+                      kHtmlContentType));
+}
+
+int HttpServer::ServeCompactTargets(MHD_Connection* c, std::string_view query) {
+  StatusQuery q;
+  const std::string error = ParseStatusQuery(query, &q);
+  if (!error.empty()) return SendJsonError(c, 400, "bad_data", error);
+  std::shared_ptr<const Snapshot> snapshot = snapshots_.Get();
+  if (!snapshot) {
+    return SendJsonError(c, 503, "unavailable",
+                         "snapshot unavailable: the event loop did not answer in time");
+  }
+  // One page of rows at most (StatusQuery::limit): small enough to build whole.
+  return Queue(c, 200, Buffer(CompactTargetsJson(*snapshot, q), kJsonContentType));
+}
+
 int HttpServer::ServeTargets(MHD_Connection* c, std::string_view query, bool head) {
+  if (std::optional<std::string> compact = QueryParam(query, "compact")) {
+    if (*compact == "1" || *compact == "true") return ServeCompactTargets(c, query);
+    if (*compact != "0" && *compact != "false") {
+      return SendJsonError(c, 400, "bad_data",
+                           "invalid compact \"" + *compact + "\": want 1 or true (or 0, false)");
+    }
+  }
   std::optional<TargetState> state_filter;
   if (std::optional<std::string> state = QueryParam(query, "state")) {
     TargetState parsed;

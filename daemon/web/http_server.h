@@ -1,13 +1,14 @@
 #pragma once
 // The HTTP surface of connwatchd, served by libmicrohttpd:
 //
-//   GET  /                  HTML landing page linking the rest
+//   GET  /                  the status page (web/status_page.h; ?q=, ?state=, ?sort=, ?offset=)
 //   GET  /metrics           Prometheus text exposition 0.0.4 (streamed, gzip on request)
 //   GET  /-/healthy         200 "OK" while the event loop turns, else 503
 //   GET  /-/ready           200 "OK" once a config is loaded, else 503
 //   POST /-/reload (or PUT) re-read the config; 403 unless the lifecycle API
 //                           is enabled; 500 with the error lines on failure
-//   GET  /api/v1/targets    JSON state of every target (?state=, ?target=), streamed
+//   GET  /api/v1/targets    JSON state of every target (?state=, ?target=), streamed;
+//                           ?compact=1: one page of the status page's rows
 //   GET  /api/v1/events     JSON recent events, newest first (?limit=, ?target=);
 //                           with ?follow=1 a Server-Sent Events stream of new ones
 //
@@ -120,6 +121,8 @@ class HttpServer {
              std::string_view query);
   int ServeMetrics(MHD_Connection* c, bool head);
   int ServeTargets(MHD_Connection* c, std::string_view query, bool head);
+  int ServeCompactTargets(MHD_Connection* c, std::string_view query);
+  int ServeStatusPage(MHD_Connection* c, std::string_view query);
   int ServeEvents(MHD_Connection* c, std::string_view query, bool head);
   int ServeFollow(MHD_Connection* c, std::string_view query, bool head);
   int ServeReload(MHD_Connection* c);

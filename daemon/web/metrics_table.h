@@ -15,6 +15,7 @@ namespace connwatch {
 // One entry per row of kMetrics, in the same order (checked at compile time).
 enum class MetricId : uint8_t {
   kTargetUp,
+  kTargetUpSeconds,
   kTargetInfo,
   kTargetConnects,
   kTargetConnectFailures,
@@ -72,6 +73,9 @@ struct MetricDef {
 inline constexpr std::array<MetricDef, kMetricCount> kMetrics = {{
     {MetricId::kTargetUp, "connwatch_target_up", MetricKind::kGauge, {"target"}, false,
      "1 while the connection to the target is established and passes its checks, else 0."},
+    {MetricId::kTargetUpSeconds, "connwatch_target_up_seconds_total", MetricKind::kCounter, {"target"},
+     false,
+     "Seconds the target has been up, advanced at every up/down change and at scrape time: rate() over a window is the exact availability, flaps between scrapes included. Carried over reloads."},
     {MetricId::kTargetInfo, "connwatch_target_info", MetricKind::kGauge, {"target", "address"}, true,
      "Always 1; carries the configured address and the user labels of the target."},
     {MetricId::kTargetConnects, "connwatch_target_connects_total", MetricKind::kCounter, {"target"}, false,

@@ -194,6 +194,8 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
 
   per_target(MetricId::kTargetUp, always,
              [](const TargetSnapshot& t) { return t.up ? 1.0 : 0.0; });
+  per_target(MetricId::kTargetUpSeconds, always,
+             [](const TargetSnapshot& t) { return t.up_seconds_total; });
   {
     const MetricDef& def = Metric(MetricId::kTargetInfo);
     AppendHeader(def, out);

@@ -184,6 +184,9 @@ void AddTargetFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out)
   AddPerTargetFamily(
       MetricId::kTargetUp, snapshot, names, always,
       [](const TargetSnapshot& t) { return t.up ? 1.0 : 0.0; }, out);
+  AddPerTargetFamily(
+      MetricId::kTargetUpSeconds, snapshot, names, always,
+      [](const TargetSnapshot& t) { return t.up_seconds_total; }, out);
   AddTargetInfo(snapshot, names, out);
   AddPerTargetFamily(
       MetricId::kTargetConnects, snapshot, names, always,

@@ -138,6 +138,18 @@ if out=$(/usr/bin/connwatchd --version 2>&1) && [[ $out == "connwatchd ${deb_ver
 else
   fail "/usr/bin/connwatchd --version: $out"
 fi
+if out=$(/usr/bin/connwatchctl --version 2>&1) && [[ $out == "connwatchctl ${deb_version%-*} "* ]]; then
+  echo "ok: $out"
+else
+  fail "/usr/bin/connwatchctl --version: $out"
+fi
+# The client's check is the daemon's: the same line for the installed config.
+if out=$(/usr/bin/connwatchctl check-config /etc/connwatch/connwatch.yaml 2>&1) &&
+   [ "$out" = "/etc/connwatch/connwatch.yaml: OK, 0 target(s) from 1 file(s)" ]; then
+  echo "ok: connwatchctl check-config: $out"
+else
+  fail "connwatchctl check-config on the installed config: $out"
+fi
 # Without --config.file: the default path is the installed file.
 if out=$(/usr/bin/connwatchd --check-config 2>&1) &&
    [ "$out" = "/etc/connwatch/connwatch.yaml: OK, 0 target(s) from 1 file(s)" ]; then
@@ -153,7 +165,7 @@ if out=$(systemd-analyze verify --recursive-errors=no /lib/systemd/system/connwa
 else
   fail "systemd-analyze verify /lib/systemd/system/connwatch.service: $out"
 fi
-for page in connwatchd.8 connwatch.yaml.5; do
+for page in connwatchd.8 connwatch.yaml.5 connwatchctl.1; do
   man -w "${page%.*}" >/dev/null 2>&1 || fail "man cannot find ${page}"
 done
 # postinst enabled the unit (deb-systemd-helper works without a running
@@ -193,8 +205,9 @@ fi
 installed=0
 status=$(dpkg-query -W -f='${Status}' connwatch 2>/dev/null)
 [ -z "$status" ] || [ "$status" = "unknown ok not-installed" ] || fail "after purge: $status"
-for path in /etc/connwatch /usr/bin/connwatchd /lib/systemd/system/connwatch.service \
-            /usr/share/man/man8/connwatchd.8.gz /usr/share/doc/connwatch "$wants" \
+for path in /etc/connwatch /usr/bin/connwatchd /usr/bin/connwatchctl \
+            /lib/systemd/system/connwatch.service \
+            /usr/share/man/man8/connwatchd.8.gz /usr/share/man/man1/connwatchctl.1.gz /usr/share/doc/connwatch "$wants" \
             /var/lib/systemd/deb-systemd-helper-enabled/connwatch.service.dsh-also; do
   if [ -e "$path" ] || [ -L "$path" ]; then fail "$path is still there after purge"; fi
 done

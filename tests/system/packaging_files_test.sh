@@ -10,10 +10,13 @@
 #    once uncommented;
 #  - README.md's synopsis and flag table name every flag of --help, with its
 #    default, and no other;
+#  - connwatchctl(1) documents every flag of `connwatchctl --help` and of
+#    its commands' --help, with its default, and no flag that neither binary
+#    has; README.md's connwatchctl section names each;
 #  - every path of the package the docs promise is in its file list
 #    (tests/system/package_files.txt);
 #  - packaging/changelog's top entry is the binary's version.
-# Usage: packaging_files_test.sh SOURCE_DIR CONNWATCHD_BINARY PACKAGING_BUILD_DIR
+# Usage: packaging_files_test.sh SOURCE_DIR CONNWATCHD_BINARY PACKAGING_BUILD_DIR CONNWATCHCTL_BINARY
 # (PACKAGING_BUILD_DIR holds the manual pages configured by packaging.cmake.)
 # Exit 0 pass, 1 fail, 77 skip (man is not installed).
 set -uo pipefail
@@ -21,6 +24,7 @@ set -uo pipefail
 src=$1
 binary=$2
 pkgdir=$3
+ctl=$4
 
 if ! command -v man >/dev/null; then
   echo "SKIP: man is not installed (package man-db)"
@@ -37,8 +41,8 @@ render() {
   LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$1" 2>"$tmp/warnings" | col -bx
 }
 
-# 1. Both pages render cleanly.
-for page in connwatchd.8 connwatch.yaml.5; do
+# 1. The pages render cleanly.
+for page in connwatchd.8 connwatch.yaml.5 connwatchctl.1; do
   if [ ! -f "$pkgdir/$page" ]; then
     fail "$pkgdir/$page is missing (configured by packaging/packaging.cmake)"
     continue
@@ -96,6 +100,31 @@ if [ ${#table_flags[@]} -lt 8 ]; then
   fail "found only ${#table_flags[@]} flags in README.md's table"
 fi
 echo "ok: README.md and --help checked (${#table_flags[@]} flags in the table)"
+
+# 2c. connwatchctl(1) and its --help agree (global flags and each command's);
+#     flags of connwatchd the page mentions are allowed. README.md's
+#     connwatchctl section names every flag.
+ctl_help=$("$ctl" --help; for c in status events reload check-config; do "$ctl" "$c" --help; done)
+mapfile -t ctl_flags < <(grep -oE -- '--[a-z][a-z.-]*[a-z]' <<<"$ctl_help" | sort -u)
+mapfile -t ctl_man_flags < <(grep -oE -- '--[a-z][a-z.-]*[a-z]' "$tmp/connwatchctl.1.txt" | sort -u)
+if [ ${#ctl_flags[@]} -lt 8 ]; then
+  fail "found only ${#ctl_flags[@]} flags in connwatchctl's --help: $ctl_help"
+fi
+ctl_section=$(awk '/^## connwatchctl/ { on = 1; next } on && /^## / { exit } on { print }' "$src/README.md")
+for f in "${ctl_flags[@]}"; do
+  grep -qF -- "$f" "$tmp/connwatchctl.1.txt" || fail "connwatchctl(1) does not document $f"
+  [ "$f" = --help ] && continue
+  grep -qF -- "$f" <<<"$ctl_section" || fail "README.md's connwatchctl section lacks $f"
+done
+for f in "${ctl_man_flags[@]}"; do
+  printf '%s\n' "${ctl_flags[@]}" "${help_flags[@]}" | grep -qxF -- "$f" ||
+    fail "connwatchctl(1) documents $f, which neither connwatchctl nor connwatchd --help lists"
+done
+while read -r flag default; do
+  grep -qF -- "$default" "$tmp/connwatchctl.1.txt" ||
+    fail "connwatchctl(1) does not give $flag's default $default"
+done < <(sed -nE 's/^ +(--[a-z.-]+) [A-Z]+(:\{[^}]*\})?=([^ ]+).*/\1 \3/p' <<<"$ctl_help")
+echo "ok: connwatchctl(1), README.md and connwatchctl --help checked (${#ctl_flags[@]} flags)"
 
 # 3. connwatch.yaml(5) names every key of docs/CONFIG.md's tables.
 mapfile -t keys < <(sed -nE 's/^\| `([a-z_.]+)` \|.*/\1/p' "$src/docs/CONFIG.md" | sort -u)
@@ -158,7 +187,7 @@ if [ $checked -lt 10 ]; then
 fi
 echo "ok: $checked paths the docs promise are in the package's file list"
 
-# 6. The changelog names the version the binary reports.
+# 6. The changelog names the version the binaries report.
 version=$("$binary" --version | sed -nE 's/^connwatchd ([^ ]+) .*/\1/p')
 top=$(sed -nE '1s/^connwatch \(([^)-]+)-[^)]+\).*/\1/p' "$src/packaging/changelog")
 if [ -n "$version" ] && [ "$version" = "$top" ]; then
@@ -166,6 +195,8 @@ if [ -n "$version" ] && [ "$version" = "$top" ]; then
 else
   fail "packaging/changelog's top entry is '$top' but connwatchd is '$version': add an entry"
 fi
+ctl_version=$("$ctl" --version | sed -nE 's/^connwatchctl ([^ ]+) .*/\1/p')
+[ "$ctl_version" = "$version" ] || fail "connwatchctl --version says '$ctl_version', connwatchd '$version'"
 
 if [ $failures -ne 0 ]; then
   echo "$failures check(s) failed"

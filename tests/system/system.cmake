@@ -21,3 +21,16 @@ set_tests_properties(system.netns_faults PROPERTIES
                      TIMEOUT 300
                      SKIP_RETURN_CODE 77
                      RUN_SERIAL TRUE)
+
+# The status page in headless Chromium (tests/system/status_page_test.py):
+# live refresh, a target taken down shown down with its reason, the filter,
+# the first view without JavaScript. Exits 77 (skipped, with the reason)
+# only when chromium or python3-websocket is missing. About 5 s.
+add_test(NAME system.status_page
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/status_page_test.py
+                 --daemon $<TARGET_FILE:connwatchd>
+                 --peer $<TARGET_FILE:connwatch-peer>)
+set_tests_properties(system.status_page PROPERTIES
+                     LABELS browser
+                     TIMEOUT 90
+                     SKIP_RETURN_CODE 77)

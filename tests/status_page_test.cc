@@ -1,0 +1,181 @@
+// The status page's pure side: the query, selection and sorting, the strip,
+// the compact JSON, and the HTML (escaped, readable without the script).
+#include "web/status_page.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace connwatch {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::shared_ptr<TargetConfig> Config(std::string name, std::string address,
+                                     std::vector<std::pair<std::string, std::string>> labels) {
+  auto c = std::make_shared<TargetConfig>();
+  c->name = std::move(name);
+  c->address = std::move(address);
+  c->labels = std::move(labels);
+  return c;
+}
+
+TargetSnapshot Target(std::string name, TargetState state,
+                      std::vector<std::pair<std::string, std::string>> labels = {}) {
+  TargetSnapshot t;
+  t.config = Config(name, name + ".example:80", std::move(labels));
+  t.state = state;
+  t.up = state == TargetState::kUp;
+  t.last_change_unix = 1000;
+  return t;
+}
+
+Snapshot Fleet() {
+  Snapshot s;
+  s.taken_unix = 1600;
+  s.targets.push_back(Target("alpha", TargetState::kUp, {{"team", "storage"}}));
+  s.targets.push_back(Target("beta", TargetState::kBackoff, {{"team", "web"}}));
+  s.targets.push_back(Target("gamma", TargetState::kUp, {{"team", "web"}}));
+  s.targets.push_back(Target("delta", TargetState::kConnecting));
+  for (const auto& t : s.targets) ++s.targets_by_state[static_cast<size_t>(t.state)];
+  return s;
+}
+
+std::vector<std::string> Names(const Snapshot& s, const StatusSelection& sel) {
+  std::vector<std::string> out;
+  for (size_t i : sel.rows) out.push_back(s.targets[i].config->name);
+  return out;
+}
+
+StatusQuery Parse(std::string_view text) {
+  StatusQuery q;
+  EXPECT_EQ(ParseStatusQuery(text, &q), "") << text;
+  return q;
+}
+
+TEST(StatusPageTest, DownTargetsComeFirstThenConfigOrder) {
+  const Snapshot s = Fleet();
+  EXPECT_EQ(Names(s, SelectTargets(s, Parse(""))),
+            (std::vector<std::string>{"beta", "delta", "alpha", "gamma"}));
+  EXPECT_EQ(Names(s, SelectTargets(s, Parse("sort=config"))),
+            (std::vector<std::string>{"alpha", "beta", "gamma", "delta"}));
+}
+
+TEST(StatusPageTest, FilterMatchesNameAddressAndLabelsWithEveryWord) {
+  const Snapshot s = Fleet();
+  EXPECT_EQ(Names(s, SelectTargets(s, Parse("q=team%3Dweb"))),
+            (std::vector<std::string>{"beta", "gamma"}));
+  EXPECT_EQ(Names(s, SelectTargets(s, Parse("q=WEB+gam"))), std::vector<std::string>{"gamma"});
+  EXPECT_EQ(Names(s, SelectTargets(s, Parse("q=delta.example"))),
+            std::vector<std::string>{"delta"});
+  EXPECT_EQ(Names(s, SelectTargets(s, Parse("state=down"))),
+            (std::vector<std::string>{"beta", "delta"}));
+  EXPECT_EQ(Names(s, SelectTargets(s, Parse("state=up&q=storage"))),
+            std::vector<std::string>{"alpha"});
+  // A word never spans two fields (name and address are separate lines).
+  EXPECT_TRUE(SelectTargets(s, Parse("q=alphaalpha")).rows.empty());
+}
+
+TEST(StatusPageTest, PagesAreBoundedAndCountTheMatches) {
+  const Snapshot s = Fleet();
+  StatusSelection sel = SelectTargets(s, Parse("limit=2&offset=1"));
+  EXPECT_EQ(sel.matched, 4u);
+  EXPECT_EQ(Names(s, sel), (std::vector<std::string>{"delta", "alpha"}));
+  EXPECT_TRUE(SelectTargets(s, Parse("offset=10")).rows.empty());
+  StatusQuery q;
+  EXPECT_NE(ParseStatusQuery("limit=0", &q), "");
+  EXPECT_NE(ParseStatusQuery("limit=1001", &q), "");
+  EXPECT_NE(ParseStatusQuery("state=sideways", &q), "");
+  EXPECT_NE(ParseStatusQuery("sort=random", &q), "");
+  EXPECT_NE(ParseStatusQuery("offset=-1", &q), "");
+  EXPECT_EQ(Parse("").limit, kStatusRows);
+}
+
+TEST(StatusPageTest, StripTextHasOneCharacterPerMinute) {
+  UpReport r;
+  r.strip.fill(UpReport::kNotObserved);
+  r.strip[57] = 100;
+  r.strip[58] = 0;
+  r.strip[59] = 95;
+  const std::string text = StripText(r);
+  ASSERT_EQ(text.size(), 60u);
+  EXPECT_EQ(text.substr(55), "--ud9");
+}
+
+TEST(StatusPageTest, CompactJsonCarriesWhatThePageShows) {
+  Snapshot s = Fleet();
+  TargetSnapshot& beta = s.targets[1];
+  beta.last_failure_kind = "disconnect";
+  beta.last_failure_reason = Reason::kPeerReset;
+  beta.last_failure_errno = 104;  // ECONNRESET
+  beta.last_failure_unix = 1500;
+  beta.history = UpHistory(1000);
+  beta.history.Up(1000);
+  beta.history.Down(1300, true);
+  beta.history_at = 1600;
+  const std::string body = CompactTargetsJson(s, Parse("q=beta"));
+  auto j = nlohmann::json::parse(body);
+  const auto& d = j["data"];
+  EXPECT_EQ(d["total"], 4);
+  EXPECT_EQ(d["up"], 2);
+  EXPECT_EQ(d["matched"], 1);
+  EXPECT_EQ(d["now"], 1600);
+  const auto& t = d["targets"][0];
+  EXPECT_EQ(t["name"], "beta");
+  EXPECT_EQ(t["state"], "backoff");
+  EXPECT_EQ(t["labels"]["team"], "web");
+  EXPECT_EQ(t["failure"]["kind"], "disconnect");
+  EXPECT_EQ(t["failure"]["reason"], "peer_reset");
+  EXPECT_EQ(t["failure"]["errno"], "ECONNRESET");
+  EXPECT_DOUBLE_EQ(t["availability_1h"].get<double>(), 0.5);
+  EXPECT_EQ(t["disconnects_1h"], 1);
+  EXPECT_EQ(t["strip"].get<std::string>().size(), 60u);
+  EXPECT_TRUE(d["targets"].size() == 1);
+  EXPECT_TRUE(CompactTargetsJson(s, Parse("q=alpha")).find("\"failure\":null") != std::string::npos);
+}
+
+TEST(StatusPageTest, EverythingFromTheConfigIsEscaped) {
+  Snapshot s;
+  s.taken_unix = 1600;
+  s.targets.push_back(Target("<script>alert(1)</script>", TargetState::kBackoff,
+                             {{"team\"><img src=x>", "a&b"}}));
+  s.targets_by_state[static_cast<size_t>(TargetState::kBackoff)] = 1;
+  Event e;
+  e.kind = "disconnect";
+  e.target = "<b>x</b>";
+  e.detail = "'quoted'";
+  const std::string page = RenderStatusPage(s, {e}, Parse("q=%3Cscript%3E"));
+  EXPECT_THAT(page, Not(HasSubstr("<script>alert")));
+  EXPECT_THAT(page, HasSubstr("&lt;script&gt;alert(1)&lt;/script&gt;"));
+  EXPECT_THAT(page, Not(HasSubstr("<img src=x>")));
+  EXPECT_THAT(page, HasSubstr("team&quot;&gt;&lt;img src=x&gt;=a&amp;b"));
+  EXPECT_THAT(page, HasSubstr("&lt;b&gt;x&lt;/b&gt;"));
+  EXPECT_THAT(page, HasSubstr("&#39;quoted&#39;"));
+  EXPECT_THAT(page, HasSubstr("value=\"&lt;script&gt;\""));  // the filter box keeps the text
+  EXPECT_EQ(HtmlEscape("caf\xC3\xA9 \xFF"), "caf\xC3\xA9 \xEF\xBF\xBD");
+}
+
+TEST(StatusPageTest, PageReadsWithoutTheScript) {
+  Snapshot s = Fleet();
+  s.targets[1].last_failure_kind = "connect_failure";
+  s.targets[1].last_failure_reason = Reason::kRefused;
+  s.targets[1].last_failure_errno = 111;  // ECONNREFUSED
+  s.targets[1].last_failure_unix = 1540;
+  const std::string page = RenderStatusPage(s, {}, Parse(""));
+  EXPECT_THAT(page, HasSubstr("2 of 4 up, 2 down (backoff 1, connecting 1)"));
+  // State as colour (class) and as a word.
+  EXPECT_THAT(page, HasSubstr("<span class=\"state st-down\">down</span>"));
+  EXPECT_THAT(page, HasSubstr("<span class=\"state st-down\">down, connecting</span>"));
+  EXPECT_THAT(page, HasSubstr("<span class=\"state st-up\">up</span>"));
+  EXPECT_THAT(page, HasSubstr("<span class=\"reason\">refused</span> (ECONNREFUSED) connect failure"));
+  EXPECT_THAT(page, HasSubstr(">1m 0s ago<"));
+  EXPECT_THAT(page, HasSubstr("<td class=\"for\" title=\"since 1970-01-01 00:16:40 UTC\">10m 0s</td>"));
+  EXPECT_THAT(page, HasSubstr("since it started"));
+  EXPECT_THAT(page, HasSubstr("<form id=\"filter\" method=\"get\" action=\"./\""));
+  // The first row is the down one.
+  EXPECT_LT(page.find("<td class=\"name\">beta</td>"), page.find("<td class=\"name\">alpha</td>"));
+}
+
+}  // namespace
+}  // namespace connwatch
