@@ -213,7 +213,9 @@ void Target::OnResolved(const std::string& status, std::vector<ResolvedAddress> 
 
 void Target::BeginConnect() {
   connect_started_ = MonoNow();
-  if (ctx_->sockets_open >= ctx_->socket_budget) {
+  // Sockets waiting for the closer still hold their descriptors.
+  const size_t closing = ctx_->closer ? ctx_->closer->pending() : 0;
+  if (ctx_->sockets_open + closing >= ctx_->socket_budget) {
     ConnectFailed(Reason::kLocalError, EMFILE,
                   "all " + std::to_string(ctx_->socket_budget) +
                       " file descriptors for targets are in use (RLIMIT_NOFILE less a reserve "
@@ -807,11 +809,15 @@ void Target::CloseSocket(bool reset) {
   if (fd_ < 0) return;
   ev_io_stop(ctx_->loop, &io_);
   watching_write_ = false;
-  if (reset) {
-    struct linger lg {1, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  if (ctx_->closer) {
+    ctx_->closer->Close(fd_, reset);
+  } else {
+    if (reset) {
+      struct linger lg {1, 0};
+      setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    close(fd_);
   }
-  close(fd_);
   fd_ = -1;
   --ctx_->sockets_open;
 }

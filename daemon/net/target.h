@@ -33,6 +33,7 @@
 #include "core/liveness.h"
 #include "core/probe.h"
 #include "net/resolver.h"
+#include "net/socket_closer.h"
 #include "net/tls_session.h"
 #include "core/snapshot.h"
 #include "core/target_state.h"
@@ -67,6 +68,8 @@ struct LoopContext {
   Resolver* resolver = nullptr;
   Admission* admission = nullptr;
   CheckScheduler* checks_due = nullptr;  // the periodic checks of held connections
+  // Closes sockets off the loop (net/socket_closer.h); nullptr: close() here.
+  SocketCloser* closer = nullptr;
   EventLog* log = nullptr;
   std::mt19937_64 rng{0};
   std::vector<char> drain_buffer = std::vector<char>(kDrainChunk);
