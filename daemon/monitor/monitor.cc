@@ -24,7 +24,8 @@ namespace {
 // (the loader thread), not on the loop. With this done on the loader, a
 // reload of 100,000 targets holds the loop 4-14 ms when few of them change
 // (90 ms when the loop matched names and compared every config itself);
-// when all of them change it is 210 ms of closing and starting targets.
+// when all of them change it is 210 ms of closing and starting targets,
+// which ApplySlice spreads over loop iterations.
 std::vector<int32_t> MatchTargets(const Config* previous, Config* next) {
   std::vector<int32_t> match(next->targets.size(), -1);
   if (previous == nullptr || previous->targets.empty()) return match;
