@@ -42,7 +42,7 @@ class Monitor : public DaemonControl {
     // at least one step runs in every iteration. Tests set 0: one step each.
     double handshake_slice = 0.005;
     // --shard=I/N: overrides the file's global.shard at every load.
-    std::optional<ShardConfig> shard;
+    std::optional<ShardConfig> shard = std::nullopt;
   };
 
   Monitor(Options options, EventLog* log);
