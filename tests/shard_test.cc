@@ -106,7 +106,14 @@ TEST(Shard, WeightIsTheDocumentedHash) {
           << name << " " << shard;
     }
   }
-  // Fixed outputs, independent of the lambdas above (PINNED).
+  // Fixed outputs, computed once by an independent implementation (Python).
+  EXPECT_EQ(ShardWeight("redis-main", 0), 0xba014030dcec717fULL);
+  EXPECT_EQ(ShardWeight("", 3), 0xf874f271eebd27eeULL);
+  EXPECT_EQ(ShardOf("redis-main", 4), 2);
+  EXPECT_EQ(ShardOf("db", 4), 3);
+  EXPECT_EQ(ShardOf("fleet-0", 4), 0);
+  EXPECT_EQ(ShardOf("fleet-0", 5), 4);
+  EXPECT_EQ(ShardOf("fleet-2", 5), 0);
 }
 
 TEST(Shard, ParsesTheFlag) {
@@ -186,11 +193,11 @@ TEST(ShardConfigKey, ErrorsHaveTheirPlace) {
   };
   for (const Case& c : {
            Case{"global:\n  shard: {index: 3, total: 3}\ntargets: []\n",
-                "c.yaml:2:19: global.shard.index: must be below total (3 shards: index 0 to 2), "
+                "c.yaml:2:18: global.shard.index: must be below total (3 shards: index 0 to 2), "
                 "got 3\n"},
            Case{"global:\n  shard: 1/3\ntargets: []\n",
                 "c.yaml:2:10: global.shard: expected a map {index: I, total: N} (shard I of N, I "
-                "from 0 to N-1), got a scalar \"1/3\"\n"},
+                "from 0 to N-1), got the string \"1/3\"\n"},
            Case{"global:\n  shard:\n    total: 3\ntargets: []\n",
                 "c.yaml:3:5: global.shard: missing \"index\" (this instance's shard, 0 to "
                 "total-1)\n"},
