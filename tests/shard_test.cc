@@ -131,7 +131,7 @@ TEST(Shard, ParsesTheFlag) {
            Bad{"4/4", "the shard index I must be from 0 to N-1 = 3, got 4"},
            Bad{"0/0", "the number of shards N must be from 1 to 65536, got 0"},
            Bad{"0/70000", "the number of shards N must be from 1 to 65536, got 70000"},
-           Bad{"-1/4", "expected I/N (shard I of N, I from 0 to N-1, e.g. 0/4), got \"-1/4\""},
+           Bad{"-1/4", "the shard index I must be from 0 to N-1 = 3, got -1"},
            Bad{"1", "expected I/N (shard I of N, I from 0 to N-1, e.g. 0/4), got \"1\""},
            Bad{"1/", "expected I/N (shard I of N, I from 0 to N-1, e.g. 0/4), got \"1/\""},
            Bad{"a/b", "expected I/N (shard I of N, I from 0 to N-1, e.g. 0/4), got \"a/b\""},
