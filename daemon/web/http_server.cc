@@ -377,9 +377,12 @@ std::string HttpServer::Start() {
 void HttpServer::Stop() {
   if (acceptor_) acceptor_->Stop();
   {
-    std::lock_guard<std::mutex> lock(follow_mu_);
+    std::unique_lock<std::mutex> lock(follow_mu_);
     stopping_ = true;
     for (Follow* f : follows_) f->follower->Close();
+    // Let the streams send their last event (`event: shutdown`) before the
+    // connections are cut, for a second at most.
+    follows_ended_.wait_for(lock, std::chrono::seconds(1), [&] { return follows_.empty(); });
   }
   if (daemon_) {
     MHD_stop_daemon(daemon_);
@@ -394,6 +397,7 @@ void HttpServer::EndFollow(Follow* follow) {
     std::lock_guard<std::mutex> lock(follow_mu_);
     follows_.erase(follow);
   }
+  follows_ended_.notify_all();
   delete follow;
   followers_.fetch_sub(1);
 }

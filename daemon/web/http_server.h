@@ -38,6 +38,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
 #include <set>
 #include <string>
@@ -142,6 +143,7 @@ class HttpServer {
   std::atomic<size_t> followers_{0};
   std::mutex follow_mu_;
   std::set<Follow*> follows_;  // live follower streams, ended by Stop().
+  std::condition_variable follows_ended_;  // signalled as follows_ shrinks
   bool stopping_ = false;      // under follow_mu_.
 
   // libmicrohttpd's complaints while Start() runs; later ones are dropped.
