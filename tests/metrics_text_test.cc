@@ -60,6 +60,9 @@ Snapshot RandomSnapshot(std::mt19937_64& rng, size_t targets) {
       if (chance(10)) t.icmp_errors[r] = 1 + pick(50);
     }
     t.retransmits_total = pick(10);
+    t.resolves_name = chance(50);
+    t.address_stale = t.resolves_name && chance(30);
+    t.dns_failures = t.resolves_name ? pick(100) : 0;
     t.has_rtt = chance(60);
     t.rtt_seconds = doubles[pick(std::size(doubles))];
     if (chance(30)) {
