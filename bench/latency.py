@@ -142,6 +142,14 @@ def target_name(i):
     return f"b{i:05d}"
 
 
+def side_ip(i):
+    return f"127.2.{i // 250}.{i % 250 + 1}"
+
+
+def side_name(i):
+    return f"s{i:05d}"
+
+
 _LOGFMT = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
 _TS = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d+)Z")
 
@@ -171,6 +179,8 @@ class Daemon:
         self.connects = 0
         self.up = set()  # targets whose last event was a connect
         self.ts_field = "ts"
+        self.port = None
+        self.attempts = []  # (target, line_ns) of connect and connect_failure events
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
@@ -186,9 +196,15 @@ class Daemon:
             *lines, partial = partial.split(b"\n")
             with self.cv:
                 for raw in lines:
+                    if self.port is None and b"msg=listening" in raw:
+                        m = re.search(rb" port=(\d+)", raw)
+                        if m:
+                            self.port = int(m.group(1))
                     if b" event=" not in raw:
                         continue
                     f = dict((k, v.strip('"')) for k, v in _LOGFMT.findall(raw.decode()))
+                    if f.get("event") in ("connect", "connect_failure"):
+                        self.attempts.append((f["target"], t))
                     if f.get("event") == "connect":
                         self.connects += 1
                         self.up.add(f["target"])
@@ -212,6 +228,20 @@ class Daemon:
                 if left <= 0 or self.proc.poll() is not None:
                     raise RuntimeError(f"timed out waiting for {what}")
                 self.cv.wait(min(left, 0.5))
+
+    def metrics(self):
+        """The loop-iteration histogram from /metrics: {le: count} and count."""
+        import urllib.request
+        self.wait(lambda: self.port is not None, 30, "the listening line")
+        body = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=30).read()
+        buckets, count = {}, 0
+        for line in body.decode().splitlines():
+            m = re.match(r'connwatch_event_loop_busy_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
+            if m:
+                buckets[float(m.group(1))] = float(m.group(2))
+            elif line.startswith("connwatch_event_loop_busy_seconds_count "):
+                count = float(line.split()[1])
+        return buckets, count
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -251,6 +281,93 @@ def cpu_ms(pid):
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
+def loop_stalls(before, after):
+    """Loop iterations between two metrics() readings: how many took over
+    10 ms, and the bucket (lower, upper] in ms that holds the longest one."""
+    (b0, c0), (b1, c1) = before, after
+    n = c1 - c0
+    over = n - (b1[0.01] - b0[0.01])
+    lower = 0.0
+    for le in sorted(b1):
+        if b1[le] - b0[le] >= n:
+            return {"iterations": int(n), "over_10ms": int(over),
+                    "max_ms": [lower * 1000, le * 1000 if le != float("inf") else None]}
+        lower = le
+    return {"iterations": int(n), "over_10ms": int(over), "max_ms": [lower * 1000, None]}
+
+
+class PerfRecord:
+    """perf record -g on connwatchd for the length of a with-block (--perf)."""
+
+    def __init__(self, directory, name, pid):
+        self.proc = None
+        if not directory:
+            return
+        os.makedirs(directory, exist_ok=True)
+        # CLOCK_MONOTONIC timestamps: the JSON's mono_start / mono_reported
+        # of the burst select its samples (perf report --time a,b).
+        self.proc = subprocess.Popen(["perf", "record", "-g", "-F", "2000", "-k", "CLOCK_MONOTONIC",
+                                      "-p", str(pid),
+                                      "-o", os.path.join(directory, name + ".data")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # perf attaches (not a synchronisation the figures depend on)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=60)
+
+
+class SideCloser:
+    """Closes connections of the side group one at a time (FIN), every
+    `every` seconds, while a burst of the main group is being handled; the
+    latency of each from the peer's stamp to connwatchd's ts."""
+
+    def __init__(self, peer, daemon, ips, every=0.005):
+        self.peer, self.daemon, self.ips, self.every = peer, daemon, ips, every
+        self.stamps = []  # (target, t_ns)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.is_set():
+            with self.daemon.cv:
+                up = [t for t in self.daemon.up if t.startswith("s")]
+            if up:
+                target = random.choice(up)
+                reply = self.peer.ask(f"close {self.ips[target]} fin")
+                if reply and reply[0] == "closed":
+                    self.stamps.append((target, int(reply[2])))
+                    with self.daemon.cv:
+                        self.daemon.up.discard(target)
+            self.stop.wait(self.every)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+    def latencies(self, mark):
+        lat = []
+        self.daemon.wait(lambda: all(self._found(t, ts, mark) for t, ts in self.stamps), 10,
+                         "the side group's disconnects")
+        for t, ts in self.stamps:
+            lat.append((self._found(t, ts, mark)[2] - ts) / 1e6)
+        return lat
+
+    def _found(self, target, t, mark):
+        for d in self.daemon.disconnects[mark:]:
+            if d[0] == target and d[2] >= t - 1_000_000 and d[3] >= t:
+                return d
+        return None
+
+
 def stats(values):
     s = sorted(values)
     if not s:
@@ -269,8 +386,15 @@ def wait_until(cond, timeout, what, poll=0.05):
         time.sleep(poll)
 
 
-def run_count(args, n, workdir):
+def reconnected_all(daemon, targets, after_ns):
+    """Every one of `targets` made a connect attempt after after_ns."""
+    seen = {t for t, line_ns in daemon.attempts if line_ns >= after_ns}
+    return all(t in seen for t in targets)
+
+
+def run_count(args, n, workdir, run=0):
     results = {}
+    side = args.side if n > 1 else 0
     port = args.port
     ip_to_target = {source_ip(i): target_name(i) for i in range(n)}
     cfg = os.path.join(workdir, f"n{n}.yaml")
@@ -284,10 +408,17 @@ def run_count(args, n, workdir):
         for i in range(n):
             f.write(f'  - {{name: {target_name(i)}, address: "127.0.0.1:{port}", '
                     f'source_address: "{source_ip(i)}"}}\n')
+        for i in range(side):
+            f.write(f'  - {{name: {side_name(i)}, address: "127.0.0.1:{port + 1}", '
+                    f'source_address: "{side_ip(i)}", backoff: {{initial: 10ms, max: 10ms}}}}\n')
     peer = Peer(port)
-    daemon = Daemon(args.daemon, cfg, os.path.join(workdir, f"n{n}.log"))
+    side_peer = Peer(port + 1) if side else None
+    side_ips = {side_name(i): side_ip(i) for i in range(side)}
+    daemon = Daemon(args.daemon, cfg, os.path.join(workdir, f"n{n}-{run}.log"))
     try:
         wait_until(lambda: peer.count() == n, 120, f"{n} connections", poll=0.2)
+        if side:
+            wait_until(lambda: side_peer.count() == side, 60, f"{side} side connections", poll=0.2)
         time.sleep(0.5)  # let the connect burst's log lines drain (not a synchronisation)
 
         def first_disconnect(target, after_ns):
@@ -310,7 +441,7 @@ def run_count(args, n, workdir):
                     if time.monotonic() > deadline:
                         raise RuntimeError("no connection that connwatchd calls up")
                     with daemon.cv:
-                        up = sorted(daemon.up)
+                        up = sorted(t for t in daemon.up if t.startswith("b"))
                     if not up:
                         time.sleep(0.002)
                         continue
@@ -328,64 +459,101 @@ def run_count(args, n, workdir):
             results[f"single {how.upper()}"] = {"ts": stats(ts_lat), "line": stats(line_lat)}
             print(f"  N={n} single {how}: {results[f'single {how.upper()}']}", flush=True)
 
-        if n > 1:
-            for how in ("fin", "rst"):
-                wait_until(lambda: peer.count() == n, 60, f"{n} connections again", poll=0.1)
-                time.sleep(0.5)  # let reconnect log lines drain (not a synchronisation)
+        def burst(name, start, floor_name, expected):
+            """Runs start() (the burst), waits for every disconnect of the
+            main group, then for each to have made its reconnect attempt."""
+            wait_until(lambda: peer.count() == n, 60, f"{n} connections before {name}", poll=0.1)
+            if side:
+                wait_until(lambda: side_peer.count() == side, 60, "side connections", poll=0.1)
+            time.sleep(0.5)  # let reconnect log lines drain (not a synchronisation)
+            # The idle rate (checks of the held connections) over 2 s.
+            idle0, idle_t0 = cpu_ms(daemon.proc.pid), time.monotonic()
+            time.sleep(2.0)
+            idle_rate = (cpu_ms(daemon.proc.pid) - idle0) / (time.monotonic() - idle_t0)
+            with PerfRecord(args.perf, f"n{n}-{name}-{run}", daemon.proc.pid):
                 mark = len(daemon.disconnects)
+                stalls0 = daemon.metrics()
+                load = open("/proc/loadavg").read().split()[0]
                 cpu0 = cpu_ms(daemon.proc.pid)
-                reply = peer.ask(f"closeall {how}")
-                closed = dict((kv.split("=")[0], int(kv.split("=")[1])) for kv in reply[1:])
-                t_first = min(closed.values())
+                t_cpu0 = time.monotonic()
                 first = {}
 
                 def all_seen():
                     for d in daemon.disconnects[mark:]:
-                        first.setdefault(d[0], d)
-                    return len(first) >= len(closed)
-                daemon.wait(all_seen, 60, f"{len(closed)} disconnects")
+                        if d[0].startswith("b"):
+                            first.setdefault(d[0], d)
+                    return len(first) >= expected
+                with SideCloser(side_peer, daemon, side_ips) if side else _Nothing() as closer:
+                    mono_start = time.monotonic()
+                    t0, floor_ns, closed = start()
+                    daemon.wait(all_seen, 60, f"{expected} disconnects ({name})")
+                    mono_reported = time.monotonic()
                 cpu = cpu_ms(daemon.proc.pid) - cpu0
-                ts_lat = [(first[ip_to_target[ip]][2] - t) / 1e6 for ip, t in closed.items()]
-                line_lat = [(first[ip_to_target[ip]][3] - t) / 1e6 for ip, t in closed.items()]
-                results[f"all {how.upper()}"] = {
-                    "ts": stats(ts_lat), "line": stats(line_lat),
-                    "peer_close_loop_ms": (max(closed.values()) - t_first) / 1e6,
-                    "all_reported_ts_ms": (max(d[2] for d in first.values()) - t_first) / 1e6,
-                    "all_reported_line_ms": (max(d[3] for d in first.values()) - t_first) / 1e6,
-                    "daemon_cpu_ms": cpu,
-                }
+                stalls = loop_stalls(stalls0, daemon.metrics())
+                after_ns = min(d[3] for d in first.values())
+                daemon.wait(lambda: reconnected_all(daemon, first, after_ns), 120,
+                            f"the reconnect attempts after {name}")
+                cpu_reconnect = cpu_ms(daemon.proc.pid) - cpu0
+                wall = time.monotonic() - t_cpu0
+            r = {
+                "load_average": float(load),
+                "floor_ms": (floor_ns - t0) / 1e6,
+                "floor_is": floor_name,
+                "all_reported_ts_ms": (max(d[2] for d in first.values()) - t0) / 1e6,
+                "all_reported_line_ms": (max(d[3] for d in first.values()) - t0) / 1e6,
+                "first_ms": (min(d[2] for d in first.values()) - t0) / 1e6,
+                "reasons": sorted({d[1] for d in first.values()}),
+                "daemon_cpu_ms": cpu,
+                "daemon_cpu_with_reconnects_ms": cpu_reconnect,
+                "idle_cpu_ms_per_s": idle_rate,
+                "reconnect_wall_s": wall,
+                "cpu_per_disconnect_us": 1000 * max(0.0, cpu_reconnect - idle_rate * wall) / expected,
+                "loop": stalls,
+                "mono_start": mono_start,
+                "mono_reported": mono_reported,
+            }
+            if closed is not None:
+                r["ts"] = stats([(first[ip_to_target[ip]][2] - t) / 1e6 for ip, t in closed.items()])
+                r["line"] = stats([(first[ip_to_target[ip]][3] - t) / 1e6 for ip, t in closed.items()])
+            else:
+                r["ts"] = stats([(d[2] - t0) / 1e6 for d in first.values()])
+                r["line"] = stats([(d[3] - t0) / 1e6 for d in first.values()])
+            r["over_floor_ms"] = r["all_reported_ts_ms"] - r["floor_ms"]
+            if side:
+                r["side_single_fin"] = stats(closer.latencies(mark))
+            return r
+
+        if n > 1:
+            for how in ("fin", "rst"):
+                def start_closeall():
+                    reply = peer.ask(f"closeall {how}")
+                    closed = dict((kv.split("=")[0], int(kv.split("=")[1])) for kv in reply[1:])
+                    return min(closed.values()), max(closed.values()), closed
+                results[f"all {how.upper()}"] = burst(f"all-{how}", start_closeall,
+                                                      "peer's close loop", n)
                 print(f"  N={n} all {how}: {results[f'all {how.upper()}']}", flush=True)
 
-        wait_until(lambda: peer.count() == n, 60, f"{n} connections before the kill", poll=0.1)
-        time.sleep(0.5)
-        mark = len(daemon.disconnects)
-        cpu0 = cpu_ms(daemon.proc.pid)
-        t_kill = time.time_ns()
-        t_reaped = peer.kill()
-        first = {}
-
-        def all_seen():
-            for d in daemon.disconnects[mark:]:
-                first.setdefault(d[0], d)
-            return len(first) >= n
-        daemon.wait(all_seen, 60, f"{n} disconnects after the kill")
-        cpu = cpu_ms(daemon.proc.pid) - cpu0
-        reasons = {d[1] for d in first.values()}
-        results["kill"] = {
-            "ts": stats([(d[2] - t_kill) / 1e6 for d in first.values()]),
-            "line": stats([(d[3] - t_kill) / 1e6 for d in first.values()]),
-            "reasons": sorted(reasons),
-            "peer_reaped_ms": (t_reaped - t_kill) / 1e6,
-            "first_ms": min((d[2] - t_kill) / 1e6 for d in first.values()),
-            "daemon_cpu_ms": cpu,
-        }
+        def start_kill():
+            t_kill = time.time_ns()
+            return t_kill, peer.kill(), None
+        results["kill"] = burst("kill", start_kill, "peer reaped", n)
         print(f"  N={n} kill: {results['kill']}", flush=True)
         results["ts_field"] = daemon.ts_field
     finally:
         if peer.proc.poll() is None:
             peer.kill()
+        if side_peer is not None:
+            side_peer.kill()
         daemon.stop()
     return results
+
+
+class _Nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
 
 
 def fmt(st):
@@ -402,6 +570,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=200, help="single closes per case")
     ap.add_argument("--port", type=int, default=17400)
     ap.add_argument("--json", default="", help="write the raw figures here")
+    ap.add_argument("--runs", type=int, default=1, help="runs of every case (min/median/max)")
+    ap.add_argument("--side", type=int, default=200,
+                    help="targets of a second group (another peer) closed one at a time "
+                    "during each burst of the main group (0: none)")
+    ap.add_argument("--perf", default="",
+                    help="record `perf record -g` of connwatchd during each burst into this folder")
     ap.add_argument("--nice", type=int, default=0,
                     help="run this script, the peer and connwatchd at this nice value "
                     "(negative needs root): on a shared machine, -10 measures connwatchd "
@@ -412,40 +586,70 @@ def main():
         return 0
     if args.nice:
         os.nice(args.nice)  # before any thread or child: they inherit it
+        # With sched_autogroup on (the default of most distributions) the
+        # scheduler shares the CPUs between sessions first, whatever their
+        # nice values: every other session compiling gets as much as this
+        # whole benchmark. The session's autogroup gets the nice value too
+        # (run the benchmark under `setsid -w` so that is its own session).
+        try:
+            with open("/proc/self/autogroup", "w") as f:
+                f.write(str(args.nice))
+        except OSError as e:
+            print(f"autogroup nice not set: {e}", flush=True)
 
     counts = [int(x) for x in args.counts.split(",")]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = max(counts) + 200
+    need = max(counts) + args.side + 200
     if soft < need:
         if hard < need:
             sys.exit(f"RLIMIT_NOFILE hard limit {hard} < {need}: run `ulimit -n {need}` as root first")
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by both children
     workdir = tempfile.mkdtemp(prefix="connwatch-latency-")
-    print(f"connwatchd {args.daemon}; logs in {workdir}; nice {os.nice(0)}; "
+    autogroup = open("/proc/self/autogroup").read().strip() if os.path.exists("/proc/self/autogroup") else "-"
+    print(f"connwatchd {args.daemon}; logs in {workdir}; nice {os.nice(0)}; autogroup {autogroup}; "
           f"load average {open('/proc/loadavg').read().split()[0]}", flush=True)
     all_results = {}
     for n in counts:
-        all_results[n] = run_count(args, n, workdir)
+        all_results[n] = [run_count(args, n, workdir, run) for run in range(args.runs)]
 
     print(f"\nload average at the end {open('/proc/loadavg').read().split()[0]}")
-    print("latency in ms, p50 / p99 / max; ts = connwatchd's event time "
-          f"({all_results[counts[0]].get('ts_field', 'ts')}=), line = when its log line was read")
-    print("| case | held | samples | ts | line | all reported (ts / line) |")
-    print("|---|---|---|---|---|---|")
+    print(f"{args.runs} run(s); latency in ms, p50 / p99 / max (of the first run); ts = "
+          "connwatchd's event time, line = when its log line was read")
+    print("| case | held | samples | ts | line |")
+    print("|---|---|---|---|---|")
     for n in counts:
-        for case, r in all_results[n].items():
+        for case, r in all_results[n][0].items():
             if case == "ts_field":
                 continue
-            extra = ""
-            if "all_reported_ts_ms" in r:
-                extra = (f"{r['all_reported_ts_ms']:.1f} / {r['all_reported_line_ms']:.1f} "
-                         f"(peer's close loop {r['peer_close_loop_ms']:.1f}; connwatchd CPU "
-                         f"{r['daemon_cpu_ms']:.0f})")
-            elif case == "kill":
-                extra = (f"{r['ts']['max']:.1f} / {r['line']['max']:.1f} ({', '.join(r['reasons'])}; "
-                         f"first event {r['first_ms']:.0f}, peer reaped after "
-                         f"{r['peer_reaped_ms']:.1f}; connwatchd CPU {r['daemon_cpu_ms']:.0f})")
-            print(f"| {case} | {n} | {r['ts']['n']} | {fmt(r['ts'])} | {fmt(r['line'])} | {extra} |")
+            print(f"| {case} | {n} | {r['ts']['n']} | {fmt(r['ts'])} | {fmt(r['line'])} |")
+
+    def mmm(values, f="{:.1f}"):
+        v = sorted(values)
+        return " / ".join(f.format(x) for x in (v[0], v[len(v) // 2], v[-1]))
+
+    print(f"\nbursts, min / median / max of {args.runs} run(s)")
+    print("| case | held | load average | floor (ms) | all reported, ts (ms) | over the floor (ms) "
+          "| connwatchd CPU to all reported (ms) | CPU per disconnect incl. reconnect (us) "
+          "| loop iterations over 10 ms | longest iteration within (ms) "
+          "| side group single FIN p99 (ms) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for n in counts:
+        for case in ("all FIN", "all RST", "kill"):
+            rs = [r[case] for r in all_results[n] if case in r]
+            if not rs or n == 1:
+                continue
+            longest = max(r["loop"]["max_ms"][0] for r in rs)
+            upper = [r["loop"]["max_ms"][1] for r in rs if r["loop"]["max_ms"][0] == longest][0]
+            side = mmm([r["side_single_fin"]["p99"] for r in rs], "{:.2f}") + \
+                f" (n={sum(r['side_single_fin']['n'] for r in rs)})" if "side_single_fin" in rs[0] else "-"
+            print(f"| {case} | {n} | {mmm([r['load_average'] for r in rs], '{:.2f}')} "
+                  f"| {mmm([r['floor_ms'] for r in rs])} ({rs[0]['floor_is']}) "
+                  f"| {mmm([r['all_reported_ts_ms'] for r in rs])} "
+                  f"| {mmm([r['over_floor_ms'] for r in rs])} "
+                  f"| {mmm([r['daemon_cpu_ms'] for r in rs], '{:.0f}')} "
+                  f"| {mmm([r['cpu_per_disconnect_us'] for r in rs])} "
+                  f"| {mmm([r['loop']['over_10ms'] for r in rs], '{:.0f}')} "
+                  f"| ({longest:g}, {upper if upper is not None else 'inf'}] | {side} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({str(k): v for k, v in all_results.items()}, f, indent=1)

@@ -67,7 +67,10 @@ class Printer {
       err_ << "connwatchctl: event numbers started again at " << seq
            << ": connwatchd restarted\n";
     }
-    if (seq != 0) last_seq_ = seq;
+    if (seq != 0) {
+      last_seq_ = seq;
+      last_time_ = Str(e, "time");
+    }
     out_ << (options_.json ? e.dump(-1, ' ', false, Json::error_handler_t::replace)
                            : FormatEvent(e, options_.colour))
          << "\n";
@@ -75,12 +78,59 @@ class Printer {
   }
   uint64_t last_seq() const { return last_seq_; }
 
+  // Whether `events` (newest first, as listed after a reconnect) come from
+  // another daemon than the one printed so far: the numbers went back, the
+  // event with the last seq shown is another one, or the ring is empty (the
+  // ring of a running daemon never empties; one target's events may leave it).
+  bool Restarted(const Json& events) const {
+    if (last_seq_ == 0) return false;
+    if (events.empty()) return options_.target.empty();
+    if (Seq(events.front()) < last_seq_) return true;
+    for (const Json& e : events) {
+      if (Seq(e) == last_seq_) return Str(e, "time") != last_time_;
+    }
+    return false;
+  }
+  // Prints the events of `events` (newest first) after the last one shown,
+  // or all of them after a restart.
+  void CatchUp(const Json& events, bool restarted) {
+    if (restarted) last_seq_ = 0;
+    const uint64_t after = last_seq_;
+    for (auto it = events.rbegin(); it != events.rend(); ++it) {
+      if (Seq(*it) > after) Print(*it);
+    }
+  }
+
  private:
   const EventsOptions& options_;
   std::ostream& out_;
   std::ostream& err_;
   uint64_t last_seq_ = 0;
+  std::string last_time_;
 };
+
+// GET `path`, an events document: its list in `events`. Returns kExitOk, or
+// the exit status and the reason in `error`.
+int FetchList(HttpClient& client, const std::string& path, Json* events, std::string* error) {
+  HttpResult r = client.Get(path);
+  if (!r.answered()) {
+    *error = "cannot reach connwatchd: " + r.error;
+    return kExitUnknown;
+  }
+  if (r.status != 200) {
+    *error = "connwatchd answered " + std::to_string(r.status) + " to GET " + path + ": " +
+             WithNewline(r.body);
+    return kExitFailed;
+  }
+  Json doc = Json::parse(r.body, nullptr, false);
+  if (!doc.is_object() || !doc.contains("data") || !doc["data"].is_object() ||
+      !doc["data"].contains("events") || !doc["data"]["events"].is_array()) {
+    *error = "the answer is not an /api/v1/events document";
+    return kExitUnknown;
+  }
+  *events = std::move(doc["data"]["events"]);
+  return kExitOk;
+}
 
 // Says each new situation of the follow loop once, not at every retry.
 class Notices {
@@ -131,32 +181,44 @@ int RunEvents(HttpClient& client, const EventsOptions& options, const StopContro
   if (options.limit > 0) list_query += "&limit=" + std::to_string(options.limit);
   const std::string list_path =
       "/api/v1/events" + (list_query.empty() ? "" : "?" + list_query.substr(1));
-  HttpResult r = client.Get(list_path);
-  if (!r.answered()) {
-    err << "connwatchctl: cannot reach connwatchd: " << r.error << "\n";
-    return kExitUnknown;
-  }
-  if (r.status != 200) {
-    err << "connwatchctl: connwatchd answered " << r.status << " to GET " << list_path << ": "
-        << WithNewline(r.body);
-    return kExitFailed;
-  }
-  Json doc = Json::parse(r.body, nullptr, false);
-  if (!doc.is_object() || !doc.contains("data") || !doc["data"].is_object() ||
-      !doc["data"].contains("events") || !doc["data"]["events"].is_array()) {
-    err << "connwatchctl: the answer is not an /api/v1/events document\n";
-    return kExitUnknown;
+  Json events;
+  std::string error;
+  if (int rc = FetchList(client, list_path, &events, &error); rc != kExitOk) {
+    err << "connwatchctl: " << WithNewline(error);
+    return rc;
   }
   Printer printer(options, out, err);
-  const Json& events = doc["data"]["events"];
   // The API lists newest first; a log reads oldest first, and the stream
   // continues below it.
-  for (auto it = events.rbegin(); it != events.rend(); ++it) printer.Print(*it);
+  printer.CatchUp(events, false);
   if (!options.follow) return kExitOk;
 
+  // After a broken stream the list is read again before the stream: it
+  // tells a restarted daemon (whose numbers start again, so Last-Event-ID
+  // would skip its first events) from the same one.
+  const std::string catch_up_path =
+      "/api/v1/events" + (query.empty() ? "" : "?" + query.substr(1));
+  bool catch_up = false;
+  std::chrono::milliseconds delay = options.retry;
   const std::string follow_path = "/api/v1/events?follow=1" + query;
   Notices notices(err);
   while (!stop.stopped()) {
+    if (catch_up) {
+      if (int rc = FetchList(client, catch_up_path, &events, &error); rc == kExitUnknown) {
+        notices.Say(error + "; retrying every " + FormatDuration(delay));
+        if (!stop.wait(delay)) break;
+        continue;
+      } else if (rc != kExitOk) {
+        err << "connwatchctl: " << WithNewline(error);
+        return rc;
+      }
+      const bool restarted = printer.Restarted(events);
+      if (restarted) notices.Say("connwatchd restarted: its events are numbered from 1 again");
+      // No event after the last one shown is held (or none of this daemon's
+      // was shown): follow from now, without Last-Event-ID.
+      printer.CatchUp(events, restarted || events.empty());
+      catch_up = false;
+    }
     SseParser parser;
     std::vector<SseEvent> parsed;
     std::string ended_by;  // shutdown or overrun, as the daemon said.
@@ -185,15 +247,15 @@ int RunEvents(HttpClient& client, const EventsOptions& options, const StopContro
         },
         stop.stopped);
     if (s.stopped || stop.stopped()) break;
-    std::chrono::milliseconds delay = options.retry;
     if (parser.retry_ms()) delay = std::chrono::milliseconds(*parser.retry_ms());
+    std::chrono::milliseconds wait = delay;
     if (!s.answered()) {
       notices.Say((connected ? "lost the event stream: " : "cannot reach connwatchd: ") + s.error +
                   "; retrying every " + FormatDuration(delay));
     } else if (s.status == 503) {
-      if (s.retry_after_seconds > 0) delay = std::chrono::seconds(s.retry_after_seconds);
+      if (s.retry_after_seconds > 0) wait = std::chrono::seconds(s.retry_after_seconds);
       notices.Say("connwatchd refused to stream (503): " + WithNewline(s.body).substr(0, 400) +
-                  "connwatchctl: retrying every " + FormatDuration(delay));
+                  "connwatchctl: retrying every " + FormatDuration(wait));
     } else if (s.status != 200) {
       err << "connwatchctl: connwatchd answered " << s.status << " to GET " << follow_path << ": "
           << WithNewline(s.body);
@@ -204,11 +266,12 @@ int RunEvents(HttpClient& client, const EventsOptions& options, const StopContro
       notices.Say("connwatchd is shutting down; waiting for it to come back");
     } else if (ended_by == "overrun") {
       notices.Say("fell behind the daemon's events and was dropped; resuming");
-      delay = std::chrono::milliseconds(0);
+      wait = std::chrono::milliseconds(0);
     } else {
       notices.Say("the event stream ended; reconnecting");
     }
-    if (!stop.wait(delay)) break;
+    catch_up = true;
+    if (!stop.wait(wait)) break;
   }
   return kExitOk;
 }

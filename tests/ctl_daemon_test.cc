@@ -50,10 +50,11 @@ class CtlDaemonTest : public ::testing::Test {
     return c;
   }
 
-  void Launch(const std::vector<std::string>& names, std::vector<std::string> extra = {}) {
+  void Launch(const std::vector<std::string>& names, std::vector<std::string> extra = {},
+              const std::string& port = "0") {
     config_ = dir_.Write("connwatch.yaml", Config(names));
     std::vector<std::string> argv = {CONNWATCHD_BINARY, "--config.file=" + config_,
-                                     "--web.listen-address=127.0.0.1:0"};
+                                     "--web.listen-address=127.0.0.1:" + port};
     argv.insert(argv.end(), extra.begin(), extra.end());
     daemon_ = std::make_unique<Subprocess>(argv);
     std::string line = daemon_->WaitForLine("listening", kDeadline);
@@ -83,7 +84,7 @@ TEST_F(CtlDaemonTest, StatusIsZeroWhenUpAndTwoWhenATargetGoesDown) {
   Launch({"alpha", "beta"});
   RunResult r = StatusUntil(0);
   ASSERT_EQ(r.status, 0) << r.output << daemon_->Output();
-  EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(\nalpha +up +\d+s +127\.0\.0\.1:)")))
+  EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(\nalpha +up +[0-9a-z]+ +127\.0\.0\.1:)")))
       << r.output;
   EXPECT_NE(r.output.find("2 of 2 up"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("\033["), std::string::npos) << "colour on a pipe: " << r.output;
@@ -128,7 +129,7 @@ TEST_F(CtlDaemonTest, EventsFollowShowsANewDisconnectAndCtrlCExitsZero) {
   ASSERT_EQ(StatusUntil(0).status, 0);
   Subprocess follow({CONNWATCHCTL_BINARY, url_, "events", "--follow", "--target", "alpha"});
   // The listed connect first, then (from the stream) the reset.
-  ASSERT_NE(follow.WaitForLine("connect ", kDeadline), "") << follow.Output();
+  ASSERT_NE(follow.WaitForLine("info   connect  ", kDeadline), "") << follow.Output();
   ASSERT_TRUE(WaitFor([&] { return peer_.open_connections() == 1; }, kDeadline));
   // No wait for the stream to open: it resumes after the last event listed
   // (Last-Event-ID), so a reset between the list and the stream is not lost.
@@ -136,6 +137,26 @@ TEST_F(CtlDaemonTest, EventsFollowShowsANewDisconnectAndCtrlCExitsZero) {
   std::string line = follow.WaitForLine("peer_reset", kDeadline);
   EXPECT_NE(line.find("disconnect"), std::string::npos) << follow.Output();
   EXPECT_NE(line.find("alpha"), std::string::npos) << line;
+  follow.Signal(SIGINT);
+  EXPECT_EQ(follow.Wait(kDeadline), 0) << follow.Output();
+}
+
+// The daemon stops and starts again on the same port: the follower says so
+// on stderr, keeps trying, and shows the new daemon's events.
+TEST_F(CtlDaemonTest, EventsFollowOutlivesADaemonRestart) {
+  Launch({"alpha"});
+  ASSERT_EQ(StatusUntil(0).status, 0);
+  Subprocess follow({CONNWATCHCTL_BINARY, url_, "events", "--follow"});
+  ASSERT_NE(follow.WaitForLine("info   connect  ", kDeadline), "") << follow.Output();
+  const size_t listed = follow.line_count();
+  daemon_->Signal(SIGTERM);
+  ASSERT_EQ(daemon_->Wait(kDeadline), 0) << daemon_->Output();
+  ASSERT_NE(follow.WaitForLine("connwatchctl: ", kDeadline, listed), "") << follow.Output();
+  Launch({"alpha"}, {}, port_);
+  // The new daemon numbers its events from 1 again: its connect of alpha.
+  EXPECT_NE(follow.WaitForLine("connwatchd restarted", kDeadline, listed), "") << follow.Output();
+  std::string line = follow.WaitForLine("info   connect  ", kDeadline, listed);
+  EXPECT_NE(line.find("alpha"), std::string::npos) << follow.Output();
   follow.Signal(SIGINT);
   EXPECT_EQ(follow.Wait(kDeadline), 0) << follow.Output();
 }

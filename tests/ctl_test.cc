@@ -202,8 +202,10 @@ TEST(CtlStatus, NoAnswerOrABadOneIsUnknown) {
   EXPECT_NE(e.str().find("cannot reach connwatchd: Failed to connect"), std::string::npos);
 }
 
-std::string EventJson(int seq, const std::string& kind, const std::string& target) {
-  return R"({"seq":)" + std::to_string(seq) + R"(,"time":"2026-11-25T15:05:37.428Z","level":"warn","kind":")" +
+std::string EventJson(int seq, const std::string& kind, const std::string& target,
+                      const std::string& time = "2026-11-25T15:05:37.428Z") {
+  return R"({"seq":)" + std::to_string(seq) + R"(,"time":")" + time +
+         R"(","level":"warn","kind":")" +
          kind + R"(","target":")" + target +
          R"(","address":"127.0.0.1:1","reason":"peer_reset","errno":"ECONNRESET","detected_by":"read","connected_for_seconds":1.5,"detail":""})";
 }
@@ -246,20 +248,27 @@ TEST(CtlEvents, ListsOldestFirstWithTheQuery) {
 
 TEST(CtlEvents, FollowResumesAfterTheLastShownAndReconnects) {
   FakeClient c;
+  const std::string list_7_8 = EventsDoc({EventJson(8, "connect", "db"), EventJson(7, "disconnect", "db")});
   c.answers.push_back(Ok(EventsDoc({EventJson(7, "disconnect", "db")})));
   FakeClient::Answer stream1 = Ok("");
   stream1.pieces = {": following connwatchd events\nretry: 300\n\n", Sse(8, "connect", "db").substr(0, 9),
                     Sse(8, "connect", "db").substr(9)};
   c.answers.push_back(stream1);  // ends: the daemon closed it.
-  c.answers.push_back(Unreachable());
+  c.answers.push_back(Ok(list_7_8));  // the same daemon: nothing new.
+  c.answers.push_back(Unreachable());  // the stream
+  c.answers.push_back(Unreachable());  // the list
+  c.answers.push_back(Ok(list_7_8));
   FakeClient::Answer busy = Ok(R"({"error":"too many followers"})", 503);
   busy.result.retry_after_seconds = 10;
   c.answers.push_back(busy);
+  c.answers.push_back(Ok(EventsDoc({EventJson(8, "connect", "db")})));
   FakeClient::Answer stream2 = Ok("");
   stream2.pieces = {Sse(11, "disconnect", "db"), "event: shutdown\ndata: {}\n\n"};
   c.answers.push_back(stream2);
-  FakeClient::Answer forbidden = Ok("Unauthorized", 401);
-  c.answers.push_back(forbidden);
+  // A new daemon: numbers from 1 again, so the list is printed whole.
+  c.answers.push_back(Ok(EventsDoc({EventJson(2, "connect", "db", "2026-11-25T15:09:00.000Z"),
+                                    EventJson(1, "connect_failure", "db", "2026-11-25T15:08:59.000Z")})));
+  c.answers.push_back(Ok("Unauthorized", 401));
 
   EventsOptions o;
   o.follow = true;
@@ -270,22 +279,29 @@ TEST(CtlEvents, FollowResumesAfterTheLastShownAndReconnects) {
   EXPECT_EQ(c.requests, (std::vector<std::string>{
                             "GET /api/v1/events",
                             "STREAM /api/v1/events?follow=1 [Last-Event-ID: 7]",
+                            "GET /api/v1/events",
                             "STREAM /api/v1/events?follow=1 [Last-Event-ID: 8]",
+                            "GET /api/v1/events",
+                            "GET /api/v1/events",
                             "STREAM /api/v1/events?follow=1 [Last-Event-ID: 8]",
+                            "GET /api/v1/events",
                             "STREAM /api/v1/events?follow=1 [Last-Event-ID: 8]",
-                            "STREAM /api/v1/events?follow=1 [Last-Event-ID: 11]",
+                            "GET /api/v1/events",
+                            "STREAM /api/v1/events?follow=1 [Last-Event-ID: 2]",
                         }));
-  // The stream's retry: 300, the 503's Retry-After, then the default.
-  EXPECT_EQ(delays, (std::vector<milliseconds>{milliseconds(300), milliseconds(2000),
-                                               milliseconds(10000), milliseconds(2000)}));
+  // The stream's retry: 300 from then on, but the 503's Retry-After.
+  EXPECT_EQ(delays, (std::vector<milliseconds>{milliseconds(300), milliseconds(300), milliseconds(300),
+                                               milliseconds(10000), milliseconds(300)}));
   const std::string text = out.str(), notes = err.str();
-  EXPECT_NE(text.find("db  127.0.0.1:1"), std::string::npos);
-  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 3) << text;
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 5) << text;  // 7, 8, 11, then 1, 2
+  EXPECT_LT(text.find("connect_failure"), text.find("T15:09:00")) << text;
   EXPECT_NE(notes.find("2 event(s) missed"), std::string::npos) << notes;
   EXPECT_NE(notes.find("the event stream ended"), std::string::npos) << notes;
   EXPECT_NE(notes.find("cannot reach connwatchd"), std::string::npos) << notes;
   EXPECT_NE(notes.find("refused to stream (503)"), std::string::npos) << notes;
   EXPECT_NE(notes.find("shutting down"), std::string::npos) << notes;
+  EXPECT_NE(notes.find("connwatchd restarted"), std::string::npos) << notes;
+  EXPECT_EQ(notes.find("started again"), std::string::npos) << "the catch-up saw it: " << notes;
   EXPECT_NE(notes.find("answered 401"), std::string::npos) << notes;
 }
 

@@ -8,8 +8,11 @@
 #include <cerrno>
 #include <cmath>
 #include <fstream>
+#include <cstdio>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
 
 namespace connwatch {
 namespace {
@@ -130,6 +133,82 @@ TEST(EventLogFormat, JsonNonFiniteNumbersAreNull) {
                                                 {{"x", std::nan("")}, LogField::Seconds("y", std::numeric_limits<double>::infinity())}));
   EXPECT_TRUE(j["x"].is_null());
   EXPECT_TRUE(j["y"].is_null());
+}
+
+// The date of a second is formatted once and reused: going forward, back and
+// across a day's end each line still gets its own time.
+TEST(EventLogFormat, TimestampsAcrossSecondsAndDays) {
+  EventLog log(nullptr, LogFormat::kLogfmt, LogLevel::kDebug);
+  auto ts = [&](double t) {
+    const std::string line = log.FormatMessage(t, LogLevel::kInfo, "m", {});
+    return line.substr(3, line.find(' ') - 3);
+  };
+  EXPECT_EQ(ts(kTime), "2026-11-25T14:46:23.254000Z");
+  EXPECT_EQ(ts(kTime + 0.000001), "2026-11-25T14:46:23.254001Z");
+  EXPECT_EQ(ts(kTime + 1), "2026-11-25T14:46:24.254000Z");
+  EXPECT_EQ(ts(kTime), "2026-11-25T14:46:23.254000Z");
+  EXPECT_EQ(ts(1795651199.9999996), "2026-11-26T00:00:00.000000Z");  // rounds up into the next day
+  EXPECT_EQ(ts(1795651199.5), "2026-11-25T23:59:59.500000Z");
+}
+
+std::string FileText(FILE* f) {
+  std::fflush(f);
+  std::rewind(f);
+  std::string text;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+  std::fseek(f, 0, SEEK_END);
+  return text;
+}
+
+size_t Lines(const std::string& text) {
+  size_t n = 0;
+  for (char c : text) n += c == '\n';
+  return n;
+}
+
+// The loop's lines wait for Flush (one write per loop iteration); a line from
+// another thread goes out at once, after them, so the order of the calls is
+// the order of the lines; nothing is lost, and a big buffer goes out by itself.
+TEST(EventLogBuffer, LoopLinesWaitForFlushOthersKeepTheOrder) {
+  FILE* f = std::tmpfile();
+  ASSERT_NE(f, nullptr);
+  {
+    EventLog log(f, LogFormat::kLogfmt, LogLevel::kDebug);
+    log.BufferOnThisThread();
+    log.Message(LogLevel::kInfo, "first");
+    log.Record(Disconnect());
+    EXPECT_EQ(FileText(f), "") << "buffered until Flush";
+    EXPECT_EQ(log.total_recorded(), 1u) << "the ring has it at once";
+    std::thread([&] { log.Message(LogLevel::kInfo, "from another thread"); }).join();
+    std::string text = FileText(f);
+    ASSERT_EQ(Lines(text), 3u) << text;
+    EXPECT_LT(text.find("msg=first"), text.find("event=disconnect"));
+    EXPECT_LT(text.find("event=disconnect"), text.find("msg=\"from another thread\""));
+    log.Message(LogLevel::kInfo, "second");
+    log.Flush();
+    EXPECT_EQ(Lines(FileText(f)), 4u);
+    // Over kFlushBytes the buffer is written without waiting for Flush.
+    size_t written = 0;
+    for (size_t i = 0; written < EventLog::kFlushBytes; ++i) {
+      log.Record(Disconnect());
+      written += log.FormatEvent(Disconnect()).size() + 1;
+    }
+    EXPECT_GE(FileText(f).size(), EventLog::kFlushBytes) << "a full buffer goes out by itself";
+    log.Message(LogLevel::kInfo, "last");
+    log.StopBuffering();
+    text = FileText(f);
+    EXPECT_EQ(text.substr(text.size() - 9), "msg=last\n");
+    log.Message(LogLevel::kInfo, "unbuffered");
+    EXPECT_NE(FileText(f).find("msg=unbuffered"), std::string::npos) << "no buffering after StopBuffering";
+    log.BufferOnThisThread();
+    log.Message(LogLevel::kInfo, "at exit");
+  }
+  // The destructor flushes what is left.
+  const std::string text = FileText(f);
+  const std::string tail = "msg=\"at exit\"\n";
+  EXPECT_EQ(text.substr(text.size() - tail.size()), tail);
+  std::fclose(f);
 }
 
 }  // namespace

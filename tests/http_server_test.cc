@@ -352,7 +352,7 @@ TEST_F(HttpServerTest, NullSnapshotIsServiceUnavailable) {
   EXPECT_THAT(page.body, HasSubstr("snapshot unavailable"));
 }
 
-// --- Landing page, health, readiness --------------------------------------------
+// --- Status page, health, readiness --------------------------------------------
 
 TEST_F(HttpServerTest, StatusPageShowsTargetsAndLinksEverything) {
   StartServer();
@@ -522,12 +522,14 @@ TEST_F(HttpServerTest, TargetsJson) {
   EXPECT_EQ(hb["labels"], Json::object());
   EXPECT_TRUE(hb["last_event"].is_null());
   EXPECT_EQ(hb["heartbeat_seconds"], 0.0021);
+  EXPECT_TRUE(hb["idle_cutoff_seconds"].is_null());
 
   // Every target has the same keys.
   std::vector<std::string> keys = {
       "name",        "address",     "resolved_address", "labels",      "state",
       "up",          "since",       "last_event",       "connects",    "connect_failures",
-      "disconnects", "icmp_errors", "rtt_seconds",      "retransmits", "heartbeat_seconds", "tls"};
+      "disconnects", "icmp_errors", "rtt_seconds",      "retransmits", "heartbeat_seconds",
+      "idle_cutoff_seconds", "tls"};
   for (const Json& t : targets) {
     EXPECT_EQ(t.size(), keys.size());
     for (const std::string& k : keys) EXPECT_TRUE(t.contains(k)) << k;

@@ -231,6 +231,7 @@ Snapshot MakeSnapshot() {
   tls->fingerprint = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
   tls->earliest_expiry_unix = 1735689600;
   hb.tls = tls;
+  hb.idle_cutoff_seconds = 350.5;
   s.targets.push_back(hb);
 
   s.targets_by_state[static_cast<size_t>(TargetState::kUp)] = 2;

@@ -73,6 +73,8 @@ class MonitorTest : public ::testing::Test {
     Monitor::Options options{config_path_, dns_servers_.empty() ? ClosedUdpServer() : dns_servers_,
                              42};
     options.event_reads = event_reads_;
+    options.apply_slice_targets = apply_slice_targets_;
+    options.on_apply_slice = on_apply_slice_;
     if (handshake_slice_ >= 0) options.handshake_slice = handshake_slice_;
     monitor_ = std::make_unique<Monitor>(options, log_.get());
     std::vector<std::string> errors = monitor_->Start();
@@ -174,6 +176,9 @@ class MonitorTest : public ::testing::Test {
   bool log_to_file_ = false;
   std::string dns_servers_;  // Monitor::Options::dns_servers; empty: a closed port
   bool event_reads_ = true;  // Monitor::Options::event_reads, set before StartMonitor
+  // Monitor::Options::apply_slice_targets and on_apply_slice, set before StartMonitor.
+  size_t apply_slice_targets_ = 0;
+  std::function<void(size_t)> on_apply_slice_;
   double handshake_slice_ = -1;  // Monitor::Options::handshake_slice when >= 0
   FILE* log_file_ = nullptr;
   std::unique_ptr<EventLog> log_;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -265,6 +266,32 @@ TEST_F(MonitorTest, ReloadKeepsUnchangedTargetsConnection) {
   EXPECT_EQ(closed.detail, "removed from config");
 }
 
+// connwatch_target_up_seconds_total and the status page's history carry over
+// a reload that changes the target (like the other counters); the reconnect
+// is counted as down, and our own close at the reload is no disconnect.
+TEST_F(MonitorTest, ReloadCarriesTheUpHistory) {
+  auto peer = StartPeer();
+  StartMonitor(Defaults() + "targets:\n" + TargetYaml("a", Addr(*peer)));
+  TargetSnapshot before = WaitForTarget(
+      "a", [](const TargetSnapshot& t) { return t.up && t.up_seconds_total > 0.05; },
+      "up for 50 ms");
+  RewriteConfig(Defaults() + "targets:\n" +
+                TargetYaml("a", Addr(*peer), "    labels: {team: storage}\n"));
+  std::vector<std::string> errors = monitor_->Reload();
+  ASSERT_TRUE(errors.empty()) << errors.front();
+  TargetSnapshot after = WaitForTarget(
+      "a", [](const TargetSnapshot& t) { return t.up && t.connects == 2; },
+      "reconnected after its config changed");
+  EXPECT_GE(after.up_seconds_total, before.up_seconds_total) << "not carried over the reload";
+  const UpReport r = after.history.Report(after.history_at);
+  EXPECT_NEAR(r.up_seconds_total, after.up_seconds_total, 1e-6);
+  EXPECT_EQ(r.disconnects_1h, 0u) << "a reload's close is not a disconnect";
+  // Observed since the first start, not since the reload.
+  EXPECT_GE(r.observed_1h, r.up_seconds_total);
+  EXPECT_LT(r.Availability1h(), 1.0);  // the first connect and the reconnect took time down
+  EXPECT_GT(r.Availability1h(), 0.0);
+}
+
 // docs/METRICS.md: before its first up/down change, a target's last-change
 // time (connwatch_target_last_change_timestamp_seconds, the API's `since`) is
 // when it was configured: for a target a reload adds, the reload, not the
@@ -327,6 +354,91 @@ TEST_F(MonitorTest, ReloadMatchesTargetsByNameInAnyOrder) {
       << "5 at start, then c again and new1; the peer accepted " << peer->accepted_total();
   EXPECT_EQ(peer->accepted_total(), 7u) << "kept targets must not reconnect";
   EXPECT_EQ(WaitUp("a").connects, 1u);
+}
+
+// A reload is applied a slice per loop iteration (here one target per
+// slice): it ends in the state an apply in one go gives (config order, kept
+// connections kept, counters carried over, removed targets closed), and a
+// peer's close during the apply is detected while the apply still runs.
+TEST_F(MonitorTest, ReloadAppliedInSlicesEndsTheSameAndDetectsClosesMeanwhile) {
+  auto peer = StartPeer();
+  auto watched = StartPeer();
+  constexpr int kChanged = 20;
+  std::string before;
+  for (int i = 0; i < kChanged; ++i) before += TargetYaml("c" + std::to_string(i), Addr(*peer));
+  before += TargetYaml("gone", Addr(*peer)) + TargetYaml("watch", Addr(*watched));
+  // The hook runs on the loop after every slice: after the third, the peer
+  // of "watch" (unchanged, so held through the reload) closes it, and the
+  // slices after it note when its disconnect has been recorded.
+  std::atomic<size_t> slices{0};
+  std::atomic<size_t> closed_after{0}, seen_after{0};
+  apply_slice_targets_ = 1;
+  on_apply_slice_ = [&](size_t applied) {
+    ++slices;
+    if (closed_after == 0 && applied >= 3) {
+      watched->CloseAll();
+      EXPECT_TRUE(watched->WaitUntil([&] { return watched->close_finished_ns() != 0; }, kDeadline));
+      closed_after = applied;
+      return;
+    }
+    if (closed_after != 0 && seen_after == 0) {
+      for (const Event& e : log_->Recent(50)) {
+        if (e.target == "watch" && e.kind == "disconnect") seen_after = applied;
+      }
+    }
+  };
+  StartMonitor(Defaults() + "targets:\n" + before);
+  for (int i = 0; i < kChanged; ++i) WaitUp("c" + std::to_string(i));
+  WaitUp("watch");
+  ASSERT_TRUE(peer->WaitForOpenConnections(kChanged + 1, kDeadline));
+  ASSERT_EQ(slices.load(), 0u) << "the start-up apply is one piece, before the loop runs";
+
+  // Every c<i> changes (a label) and moves after the new ones; "gone" goes.
+  std::string after = TargetYaml("new0", Addr(*peer)) + TargetYaml("new1", Addr(*peer));
+  std::vector<std::string> order{"new0", "new1"};
+  for (int i = kChanged - 1; i >= 0; --i) {
+    after += TargetYaml("c" + std::to_string(i), Addr(*peer), "    labels: {v: \"2\"}\n");
+    order.push_back("c" + std::to_string(i));
+  }
+  after += TargetYaml("watch", Addr(*watched));
+  order.push_back("watch");
+  RewriteConfig(Defaults() + "targets:\n" + after);
+  std::vector<std::string> errors = monitor_->Reload();
+  ASSERT_TRUE(errors.empty()) << errors.front();
+
+  EXPECT_GE(slices.load(), static_cast<size_t>(kChanged + 2)) << "one changed or new target per slice";
+  ASSERT_NE(closed_after.load(), 0u);
+  EXPECT_NE(seen_after.load(), 0u) << "the close of watch was not detected during the apply";
+  EXPECT_LT(seen_after.load(), order.size()) << "detected only when the apply ended";
+  auto snap = monitor_->GetSnapshot();
+  std::vector<std::string> names;
+  for (const auto& t : snap->targets) names.push_back(t.config->name);
+  EXPECT_EQ(names, order);
+  for (int i = 0; i < kChanged; ++i) {
+    const TargetSnapshot c = WaitForTarget(
+        "c" + std::to_string(i), [](const TargetSnapshot& s) { return s.up && s.connects == 2; },
+        "reconnected after its label changed, its first connect carried over");
+    EXPECT_EQ(c.config->labels.size(), 1u);
+  }
+  WaitUp("new0");
+  WaitUp("new1");
+  const TargetSnapshot w = WaitForTarget(
+      "watch", [](const TargetSnapshot& s) { return s.up && s.connects == 2; },
+      "reconnected after its peer closed it");
+  EXPECT_EQ(w.disconnects[static_cast<size_t>(Reason::kPeerClosed)], 1u);
+  EXPECT_EQ(watched->accepted_total(), 2u) << "watch is unchanged: only its peer's close reconnects it";
+  EXPECT_EQ(WaitForEvent("gone", "close").detail, "removed from config");
+  // Per target, the old connection's close comes before the new one's connect.
+  auto events = log_->Recent();
+  std::reverse(events.begin(), events.end());
+  for (int i = 0; i < kChanged; ++i) {
+    const std::string name = "c" + std::to_string(i);
+    std::vector<std::string> kinds;
+    for (const Event& e : events) {
+      if (e.target == name) kinds.push_back(e.kind);
+    }
+    EXPECT_EQ(kinds, (std::vector<std::string>{"connect", "close", "connect"})) << name;
+  }
 }
 
 TEST_F(MonitorTest, BadReloadKeepsTheOldConfigRunning) {

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <random>
+
 namespace connwatch {
 namespace {
 
@@ -175,6 +177,34 @@ TEST(StatusPageTest, PageReadsWithoutTheScript) {
   EXPECT_THAT(page, HasSubstr("<form id=\"filter\" method=\"get\" action=\"./\""));
   // The first row is the down one.
   EXPECT_LT(page.find("<td class=\"name\">beta</td>"), page.find("<td class=\"name\">alpha</td>"));
+}
+
+
+// Any query string: parsed or refused, never a crash; whatever the filter
+// text, the page carries it escaped and never raw markup from it.
+TEST(StatusPageTest, RandomQueriesAreParsedOrRefusedAndAlwaysEscaped) {
+  const Snapshot s = Fleet();
+  std::mt19937 rng(7);
+  int raw_checks = 0;
+  const std::string alphabet = "<>&\"'=%3C%3E%22%00 abq&state=up;sort=offset=limit=19\xff\xc3";
+  for (int i = 0; i < 2000; ++i) {
+    std::string query = rng() % 4 == 0 ? "" : "q=";
+    const size_t n = rng() % 40;
+    for (size_t k = 0; k < n; ++k) query.push_back(alphabet[rng() % alphabet.size()]);
+    if (rng() % 2) query += "&state=down";
+    StatusQuery q;
+    if (!ParseStatusQuery(query, &q).empty()) continue;
+    EXPECT_LE(q.limit, kMaxStatusRows);
+    const std::string page = RenderStatusPage(s, {}, q);
+    EXPECT_NE(page.find("value=\"" + HtmlEscape(q.text) + "\""), std::string::npos) << query;
+    if (q.text.find('<') != std::string::npos && q.text.size() >= 4) {
+      ++raw_checks;
+      EXPECT_EQ(page.find(q.text), std::string::npos) << query;
+    }
+    EXPECT_FALSE(nlohmann::json::parse(CompactTargetsJson(s, q), nullptr, false).is_discarded())
+        << query;
+  }
+  EXPECT_GT(raw_checks, 100);  // the generator does reach markup in the filter
 }
 
 }  // namespace

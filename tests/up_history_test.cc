@@ -122,7 +122,7 @@ TEST(UpHistoryTest, CopiesCarryEverything) {
 }
 
 TEST(UpHistoryTest, MemoryIsBoundedPerTarget) {
-  // docs/ARCHITECTURE.md quotes this figure.
+  // docs/ARCHITECTURE.md quotes the figure (504 bytes on x86-64).
   EXPECT_LE(sizeof(UpHistory), 512u);
 }
 

@@ -507,6 +507,23 @@ TEST_F(WebConfigServer, TlsAndBasicAuthTogether) {
   EXPECT_EQ(r.status, 200) << r.error;
 }
 
+// The status page and the compact API its script refreshes from, behind TLS
+// and basic auth: the same credentials open both, every link is relative.
+TEST_F(WebConfigServer, StatusPageWorksBehindTlsAndBasicAuth) {
+  Start(Config(true, {{"operator", Bcrypt("look")}}));
+  EXPECT_EQ(HttpsRequest(server_->port(), ca(), "/").status, 401);
+  const std::vector<std::string> auth = {"Authorization: " + BasicAuthHeader("operator", "look")};
+  HttpResponse page = HttpsRequest(server_->port(), ca(), "/", auth);
+  ASSERT_EQ(page.status, 200) << page.error;
+  EXPECT_NE(page.body.find("<table id=\"targets\">"), std::string::npos) << page.body;
+  EXPECT_NE(page.body.find("getJson(\"api/v1/targets?\""), std::string::npos);
+  EXPECT_EQ(page.body.find("http://"), page.body.find("http://www.w3.org/2000/svg"));
+  HttpResponse compact = HttpsRequest(server_->port(), ca(), "/api/v1/targets?compact=1", auth);
+  EXPECT_EQ(compact.status, 200) << compact.error;
+  EXPECT_NE(compact.body.find("\"matched\":"), std::string::npos) << compact.body;
+  EXPECT_EQ(HttpsRequest(server_->port(), ca(), "/api/v1/targets?compact=1").status, 401);
+}
+
 TEST_F(WebConfigServer, ManyTlsRequestsInParallel) {
   Start(Config(true));
   std::vector<std::thread> threads;

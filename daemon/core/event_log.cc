@@ -54,13 +54,22 @@ std::string FormatTimestamp(double unix_time) {
     secs += 1;
     micros -= 1000000;
   }
-  struct tm tm_utc;
-  gmtime_r(&secs, &tm_utc);
-  char buf[80];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm_utc.tm_year + 1900,
-                tm_utc.tm_mon + 1, tm_utc.tm_mday, tm_utc.tm_hour, tm_utc.tm_min, tm_utc.tm_sec,
-                micros);
-  return buf;
+  // The date and time of the second are formatted once per second and
+  // thread: a burst of 10,000 lines in one second calls gmtime_r once.
+  thread_local time_t cached_secs = -1;
+  thread_local char cached[64];
+  if (secs != cached_secs) {
+    struct tm tm_utc;
+    gmtime_r(&secs, &tm_utc);
+    std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d.", tm_utc.tm_year + 1900,
+                  tm_utc.tm_mon + 1, tm_utc.tm_mday, tm_utc.tm_hour, tm_utc.tm_min, tm_utc.tm_sec);
+    cached_secs = secs;
+  }
+  std::string out(cached);
+  char digits[8] = {'0', '0', '0', '0', '0', '0', 'Z', 0};
+  for (int i = 5; i >= 0; --i, micros /= 10) digits[i] = static_cast<char>('0' + micros % 10);
+  out.append(digits, 7);
+  return out;
 }
 
 double NowUnix() {
@@ -243,11 +252,7 @@ void EventLog::Record(Event event) {
   if (out_ && event.level >= min_level_) line = FormatEvent(event);
   std::lock_guard<std::mutex> lock(mu_);
   event.seq = next_seq_++;
-  if (!line.empty()) {
-    if (journal_prefix_) std::fprintf(out_, "<%d>", SyslogPriority(event.level));
-    std::fprintf(out_, "%s\n", line.c_str());
-    std::fflush(out_);
-  }
+  if (!line.empty()) EmitLocked(event.level, line);
   ring_.push_back(std::move(event));
   if (ring_.size() > kRingSize) ring_.pop_front();
   followers_.Deliver(ring_.back());
@@ -257,9 +262,41 @@ void EventLog::Message(LogLevel level, std::string_view msg, const std::vector<L
   if (!out_ || level < min_level_) return;
   std::string line = FormatMessage(NowUnix(), level, msg, fields);
   std::lock_guard<std::mutex> lock(mu_);
-  if (journal_prefix_) std::fprintf(out_, "<%d>", SyslogPriority(level));
-  std::fprintf(out_, "%s\n", line.c_str());
+  EmitLocked(level, line);
+}
+
+void EventLog::EmitLocked(LogLevel level, const std::string& line) {
+  if (journal_prefix_) {
+    char prefix[8];
+    std::snprintf(prefix, sizeof prefix, "<%d>", SyslogPriority(level));
+    pending_.append(prefix);
+  }
+  pending_.append(line);
+  pending_.push_back('\n');
+  if (std::this_thread::get_id() != buffer_thread_ || pending_.size() >= kFlushBytes) FlushLocked();
+}
+
+void EventLog::FlushLocked() {
+  if (pending_.empty() || out_ == nullptr) return;
+  std::fwrite(pending_.data(), 1, pending_.size(), out_);
   std::fflush(out_);
+  pending_.clear();
+}
+
+void EventLog::BufferOnThisThread() {
+  std::lock_guard<std::mutex> lock(mu_);
+  buffer_thread_ = std::this_thread::get_id();
+}
+
+void EventLog::Flush() {
+  std::lock_guard<std::mutex> lock(mu_);
+  FlushLocked();
+}
+
+void EventLog::StopBuffering() {
+  std::lock_guard<std::mutex> lock(mu_);
+  FlushLocked();
+  buffer_thread_ = std::thread::id();
 }
 
 std::vector<Event> EventLog::Recent(size_t limit) const {

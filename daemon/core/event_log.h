@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -123,11 +124,28 @@ class EventLog {
 
   // `out` is the stream lines go to (stderr in the daemon); nullptr: ring only.
   EventLog(FILE* out, LogFormat format, LogLevel min_level);
+  ~EventLog() { Flush(); }
+  EventLog(const EventLog&) = delete;
+  EventLog& operator=(const EventLog&) = delete;
 
   // Writes the line (when at or above the level) and keeps the event in the ring.
   void Record(Event event);
   // A daemon message that is not a target event: `msg` plus extra fields.
   void Message(LogLevel level, std::string_view msg, const std::vector<LogField>& fields = {});
+
+  // Lines recorded from the calling thread (the event loop) are kept in a
+  // buffer until Flush(), so a burst of 10,000 deaths handled in one loop
+  // iteration costs a few write()s, not 10,000 write()+fflush pairs. Lines
+  // from any other thread are written at once, after the buffered ones (the
+  // order of the lines is the order of the calls). The loop flushes before
+  // it blocks (Monitor's ev_prepare), and a buffer over kFlushBytes is
+  // written at once, so a line waits at most one loop iteration.
+  static constexpr size_t kFlushBytes = 256 * 1024;
+  void BufferOnThisThread();
+  // Writes the buffered lines (one fwrite, one fflush). Any thread.
+  void Flush();
+  // Flushes and writes every line at once again (the loop has ended).
+  void StopBuffering();
 
   // Most recent first, at most `limit`.
   std::vector<Event> Recent(size_t limit = kRingSize) const;
@@ -151,12 +169,19 @@ class EventLog {
                             const std::vector<LogField>& fields) const;
 
  private:
+  // Under mu_: appends the line (prefix, text, newline) to the buffer, or
+  // writes it (after the buffer) when not on the buffering thread.
+  void EmitLocked(LogLevel level, const std::string& line);
+  void FlushLocked();
+
   FILE* out_;
   LogFormat format_;
   LogLevel min_level_;
   bool journal_prefix_;  // stderr is the journal: prefix "<N>" priorities.
   mutable std::mutex mu_;
   std::deque<Event> ring_;
+  std::thread::id buffer_thread_;  // default id: no thread buffers
+  std::string pending_;            // buffered lines, each with its newline
   uint64_t next_seq_ = 1;
   EventFollowers followers_;  // fed under mu_, in seq order.
 };

@@ -48,6 +48,8 @@ struct TargetSnapshot {
   std::array<uint64_t, kReasonCount> connect_failures{};  // by Reason index
   std::array<uint64_t, kReasonCount> disconnects{};       // by Reason index
   std::array<uint64_t, kReasonCount> icmp_errors{};       // soft ICMP errors, by Reason index
+  // The idle cut-off inferred from this target's deaths (core/idle_cutoff.h), 0 if none.
+  double idle_cutoff_seconds = 0;
   uint64_t retransmits_total = 0;  // summed over this target's connections.
   bool has_rtt = false;
   double rtt_seconds = 0;          // smoothed RTT of the current/last connection.

@@ -8,7 +8,7 @@
 // thousand times a minute costs the same memory as a steady one, and no
 // flap is lost. The last hour is kept per minute (seconds up, disconnects),
 // the last day per hour (seconds up): sizeof(UpHistory) bytes per target
-// (about 500; a test pins it). The exact counter is a double beside them.
+// (504; a test bounds it). The exact counter is a double beside them.
 //
 // Times are monotonic seconds (a step of the wall clock moves nothing);
 // "the last hour" is the current minute and the 59 before it, "the last

@@ -46,6 +46,20 @@ std::vector<int32_t> MatchTargets(const Config* previous, Config* next) {
 
 }  // namespace
 
+// A reload being applied (Monitor::BeginApply).
+struct Monitor::ApplyJob {
+  std::vector<int32_t> match;
+  std::vector<std::unique_ptr<Target>> old;  // the running targets, moved out as applied
+  size_t next = 0;          // next index in applied_->targets
+  size_t next_removed = 0;  // then: next index in old, for those left (removed)
+  size_t kept = 0, changed = 0, added = 0, removed = 0;
+  double load_seconds = 0;
+  double started = 0;       // MonoNow() when it began
+  double loop_seconds = 0;  // loop time spent in slices
+  double max_slice = 0;
+  size_t slices = 0;
+};
+
 Monitor::Monitor(Options options, EventLog* log)
     : options_(std::move(options)),
       log_(log),
@@ -58,6 +72,7 @@ Monitor::Monitor(Options options, EventLog* log)
   ctx_.resolver = &resolver_;
   ctx_.admission = &admission_;
   ctx_.checks_due = &checks_due_;
+  ctx_.closer = &closer_;
   ctx_.log = log_;
   ctx_.now = MonoNow();
   ctx_.event_reads = options_.event_reads;
@@ -91,6 +106,7 @@ Monitor::~Monitor() {
     loader_cv_.notify_one();
     loader_.join();  // a load in progress finishes first; its result is dropped
   }
+  apply_.reset();
   targets_.clear();
   if (signals_installed_) {
     ev_signal_stop(loop_, &sighup_);
@@ -116,6 +132,8 @@ void Monitor::CheckCb(struct ev_loop* /*loop*/, ev_check* w, int /*revents*/) {
 
 void Monitor::PrepareCb(struct ev_loop* /*loop*/, ev_prepare* w, int /*revents*/) {
   auto* self = static_cast<Monitor*>(w->data);
+  // The iteration's log lines in one write, before the loop blocks.
+  self->log_->Flush();
   if (self->woke_at_ > 0) self->loop_busy_.Observe(MonoNow() - self->woke_at_);
   self->woke_at_ = 0;
 }
@@ -128,8 +146,11 @@ std::vector<std::string> Monitor::Start() {
   for (const auto& e : result.errors) errors.push_back(e.ToString());
   if (!errors.empty()) return errors;
   ctx_.now = MonoNow();  // loading took a while; the loop has not run yet
-  Apply(*result.config, MatchTargets(nullptr, &*result.config));
+  const std::vector<int32_t> match = MatchTargets(nullptr, &*result.config);
   applied_ = std::make_shared<const Config>(std::move(*result.config));
+  BeginApply(match, 0);
+  ApplySlice(true);  // the loop has not started: nothing to keep waiting
+  apply_.reset();
   last_reload_ok_ = true;
   last_reload_success_unix_ = UnixNow();
   ready_ = true;
@@ -152,7 +173,9 @@ void Monitor::Run() {
   sigaddset(&pipe, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
   running_ = true;
+  log_->BufferOnThisThread();
   ev_run(loop_, 0);
+  log_->StopBuffering();
   running_ = false;
   stopped_ = true;
 }
@@ -179,8 +202,18 @@ void Monitor::ShutdownInLoop() {
     if (t->up()) ++closed;
     t->Close("shutdown", false);
   }
+  if (apply_) {
+    // A reload's apply in progress: the targets it has not reached yet.
+    for (auto& t : apply_->old) {
+      if (!t) continue;
+      if (t->up()) ++closed;
+      t->Close("shutdown", false);
+    }
+    apply_.reset();
+  }
   targets_.clear();
   ++targets_generation_;
+  closer_.Drain();  // every connection is closed when Run returns
   log_->Message(LogLevel::kInfo, "shutting down", {{"connections_closed", closed}});
   ev_break(loop_, EVBREAK_ALL);
 }
@@ -349,19 +382,23 @@ void Monitor::FinishLoad(ConfigLoadResult& result, double load_seconds,
     log_->Message(LogLevel::kError, "reload failed; the previous config keeps running",
                   {{"errors", errors.size()}, load_ms});
   } else {
-    const double apply_start = MonoNow();
-    if (matched_against == applied_.get()) {
-      Apply(*result.config, match);
-    } else {
-      Apply(*result.config, MatchTargets(applied_.get(), &*result.config));  // not expected
-    }
+    // Still loading_ until the apply ends: a request meanwhile is answered by
+    // the next load, which matches against this config.
+    loading_ = true;
+    std::vector<int32_t> rematch;
+    const bool matched = matched_against == applied_.get();
+    if (!matched) rematch = MatchTargets(applied_.get(), &*result.config);  // not expected
     applied_ = std::make_shared<const Config>(std::move(*result.config));
-    const LogField apply_ms = LogField::Fixed("apply_ms", (MonoNow() - apply_start) * 1000, 1);
-    last_reload_ok_ = true;
-    last_reload_success_unix_ = UnixNow();
-    log_->Message(LogLevel::kInfo, "config reloaded",
-                  {{"targets", targets_.size()}, load_ms, apply_ms});
+    log_->Message(LogLevel::kInfo, "applying config",
+                  {{"targets", applied_->targets.size()}, load_ms});
+    BeginApply(matched ? match : rematch, load_seconds);
+    ContinueApply();
+    return;
   }
+  AnswerLoad(errors);
+}
+
+void Monitor::AnswerLoad(const std::vector<std::string>& errors) {
   std::vector<ReloadDone> waiters;
   waiters.swap(load_waiters_);
   for (auto& w : waiters) w(errors);
@@ -374,49 +411,130 @@ void Monitor::FinishLoad(ConfigLoadResult& result, double load_seconds,
   if (reload_hook_) reload_hook_(false);
 }
 
-void Monitor::Apply(const Config& config, const std::vector<int32_t>& match) {
-  admission_.Configure(config.global);
+
+void Monitor::BeginApply(const std::vector<int32_t>& match, double load_seconds) {
+  admission_.Configure(applied_->global);
   UpdateSocketBudget();
-  // targets_ runs applied_ in its order: match[i] is the index in it of the
-  // running target named like config.targets[i] (from MatchTargets).
-  std::vector<std::unique_ptr<Target>> old = std::move(targets_);
+  apply_ = std::make_unique<ApplyJob>();
+  apply_->match = match;
+  apply_->old = std::move(targets_);
+  apply_->load_seconds = load_seconds;
+  apply_->started = MonoNow();
   targets_.clear();
-  targets_.reserve(config.targets.size());
-  size_t kept = 0, changed = 0, added = 0;
-  for (size_t i = 0; i < config.targets.size(); ++i) {
-    const auto& cfg = config.targets[i];
+  targets_.reserve(applied_->targets.size());
+  ++targets_generation_;
+}
+
+bool Monitor::ApplySlice(bool unbounded) {
+  ApplyJob& job = *apply_;
+  const double start = MonoNow();
+  const double end_by = start + options_.apply_slice_seconds;
+  const size_t max_targets = unbounded || options_.apply_slice_targets == 0
+                                 ? SIZE_MAX
+                                 : options_.apply_slice_targets;
+  size_t done = 0;
+  // The clock is read every 16 targets (about 30 us of work).
+  auto slice_over = [&] {
+    ++done;
+    if (unbounded) return false;
+    return done >= max_targets || ((done & 15) == 0 && MonoNow() >= end_by);
+  };
+  const auto& configs = applied_->targets;
+  bool complete = true;
+  while (job.next < configs.size()) {
+    const size_t i = job.next++;
+    const auto& cfg = configs[i];
     std::unique_ptr<Target> running;
-    if (i < match.size() && match[i] >= 0) running = std::move(old[static_cast<size_t>(match[i])]);
+    if (i < job.match.size() && job.match[i] >= 0) {
+      running = std::move(job.old[static_cast<size_t>(job.match[i])]);
+    }
     if (running && &running->config() == cfg.get()) {
       targets_.push_back(std::move(running));  // unchanged: same config object
-      ++kept;
+      ++job.kept;
+      // Moving a pointer: not counted against apply_slice_targets, and the
+      // clock is read every 1,024 of them.
+      if (!unbounded && (job.kept & 1023) == 0 && MonoNow() >= end_by) {
+        complete = false;
+        break;
+      }
       continue;
     }
     auto target = std::make_unique<Target>(&ctx_, cfg);
     if (running) {
       running->Close("config changed", true);
       target->InheritCounters(*running);
-      ++changed;
+      ++job.changed;
     } else {
-      ++added;
+      ++job.added;
     }
     target->Start();
     targets_.push_back(std::move(target));
+    if (slice_over()) {
+      complete = false;
+      break;
+    }
+  }
+  if (complete) {
+    while (job.next_removed < job.old.size()) {
+      auto& target = job.old[job.next_removed++];
+      if (!target) continue;
+      target->Close("removed from config", true);
+      target.reset();
+      ++job.removed;
+      if (slice_over()) {
+        complete = job.next_removed == job.old.size();
+        break;
+      }
+    }
   }
   ++targets_generation_;
-  size_t removed = 0;
-  for (auto& target : old) {
-    if (!target) continue;
-    target->Close("removed from config", true);
-    ++removed;
+  const double spent = MonoNow() - start;
+  job.loop_seconds += spent;
+  job.max_slice = std::max(job.max_slice, spent);
+  ++job.slices;
+  if (complete) {
+    log_->Message(LogLevel::kInfo, "targets applied",
+                  {{"kept", job.kept}, {"changed", job.changed}, {"added", job.added},
+                   {"removed", job.removed}});
   }
-  old.clear();
-  log_->Message(LogLevel::kInfo, "targets applied",
-                {{"kept", kept}, {"changed", changed}, {"added", added}, {"removed", removed}});
+  return complete;
 }
 
+void Monitor::ContinueApply() {
+  if (!apply_ || shutting_down_) return;
+  const bool complete = ApplySlice(false);
+  if (options_.on_apply_slice) options_.on_apply_slice(apply_->next);
+  if (!complete) {
+    // The next slice runs in a later iteration, after the I/O pending then.
+    Post([this] { ContinueApply(); });
+    return;
+  }
+  FinishApply();
+}
+
+void Monitor::FinishApply() {
+  std::unique_ptr<ApplyJob> job = std::move(apply_);
+  loading_ = false;
+  last_reload_ok_ = true;
+  last_reload_success_unix_ = UnixNow();
+  log_->Message(LogLevel::kInfo, "config reloaded",
+                {{"targets", targets_.size()},
+                 LogField::Fixed("load_ms", job->load_seconds * 1000, 1),
+                 LogField::Fixed("apply_ms", job->loop_seconds * 1000, 1),
+                 LogField::Fixed("apply_max_slice_ms", job->max_slice * 1000, 1),
+                 {"apply_slices", job->slices},
+                 LogField::Fixed("apply_wall_ms", (MonoNow() - job->started) * 1000, 1)});
+  std::vector<std::shared_ptr<SnapshotJob>> waiting;
+  waiting.swap(snapshots_waiting_);
+  for (auto& snapshot : waiting) Post([this, snapshot] { ContinueSnapshot(snapshot); });
+  AnswerLoad({});
+}
 
 void Monitor::ContinueSnapshot(const std::shared_ptr<SnapshotJob>& job) {
+  if (apply_) {
+    snapshots_waiting_.push_back(job);  // resumed by FinishApply
+    return;
+  }
   Snapshot& snap = *job->snapshot;
   if (!job->started || job->generation != targets_generation_) {
     // First slice, or the target list changed under us: start over.

@@ -37,6 +37,14 @@ class Monitor : public DaemonControl {
     size_t http_fds = 0;
     // Bench-only: leave held sockets out of EV_READ (LoopContext::event_reads).
     bool event_reads = true;
+    // A reload is applied in slices of at most this much loop time (and, when
+    // not 0, of at most apply_slice_targets targets: tests), one slice per
+    // loop iteration, so the loop goes on detecting closes during the apply.
+    double apply_slice_seconds = 0.002;
+    size_t apply_slice_targets = 0;
+    // Tests: called on the loop after each slice of a reload's apply, with the
+    // number of config targets applied so far.
+    std::function<void(size_t applied)> on_apply_slice = nullptr;
     // TLS handshake work per loop iteration (LoopContext::handshake_deadline);
     // at least one step runs in every iteration. Tests set 0: one step each.
     double handshake_slice = 0.005;
@@ -97,9 +105,18 @@ class Monitor : public DaemonControl {
   // Target sockets may use RLIMIT_NOFILE less kFdReserve and the HTTP
   // server's share (together at most half).
   void UpdateSocketBudget();
-  // Replaces targets_ by config's targets; `match` from MatchTargets (monitor.cc)
-  // against the config targets_ runs (applied_).
-  void Apply(const Config& config, const std::vector<int32_t>& match);
+  // Replaces targets_ by the targets of applied_ (already the new config);
+  // `match` from MatchTargets (monitor.cc) against the config targets_ ran.
+  // BeginApply prepares; each ApplySlice does a slice and says whether the
+  // apply is complete. On a running loop the slices are posted one per loop
+  // iteration (ContinueApply) and FinishApply answers the reload.
+  struct ApplyJob;
+  void BeginApply(const std::vector<int32_t>& match, double load_seconds);
+  bool ApplySlice(bool unbounded);
+  void ContinueApply();
+  void FinishApply();
+  // Answers the reload requests of the load that ended; starts the next one.
+  void AnswerLoad(const std::vector<std::string>& errors);
   // A snapshot is copied in slices of kSnapshotSlice targets, one slice per
   // loop iteration, so a scrape of 100,000 targets never holds the loop for
   // more than a fraction of a millisecond. A reload between slices restarts
@@ -122,10 +139,16 @@ class Monitor : public DaemonControl {
   struct ev_loop* loop_;
   Resolver resolver_;
   Admission admission_;
+  SocketCloser closer_;  // outlives the targets: their last closes go through it
   LoopContext ctx_;
   CheckScheduler checks_due_;  // after ctx_ (it reads ctx_.now); targets_ go first
   std::vector<std::unique_ptr<Target>> targets_;  // in config order
   uint64_t targets_generation_ = 0;               // bumped whenever targets_ changes
+
+  // The apply of a reload in progress (loop thread), and the snapshots that
+  // wait for it to end (a snapshot shows one config, never half of each).
+  std::unique_ptr<ApplyJob> apply_;
+  std::vector<std::shared_ptr<SnapshotJob>> snapshots_waiting_;
 
   ev_async async_;
   ev_timer tick_;

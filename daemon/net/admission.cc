@@ -1,6 +1,7 @@
 #include "net/admission.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/clock.h"
 
@@ -78,9 +79,13 @@ void Admission::GrantWaiting() {
   }
   granting_ = false;
   ev_timer_stop(loop_, &timer_);
-  // Waiting for a token (a free slot comes with a Release instead).
+  // Waiting for tokens (a free slot comes with a Release instead): for as
+  // many as the bucket holds and attempts wait, not one, so a reconnect storm
+  // paced at 1,000 per second wakes the loop every 2 ms for 2 attempts rather
+  // than every 1 ms for one. The rate and the bucket are the same.
   if (!queue_.empty() && in_flight_ < max_in_flight_) {
-    const double wait = (1 - tokens_) / rate_;
+    const double want = std::min(burst_, static_cast<double>(queue_.size()));
+    const double wait = (std::max(1.0, std::floor(want)) - tokens_) / rate_;
     ev_timer_set(&timer_, std::max(wait, 0.0001), 0.);
     ev_timer_start(loop_, &timer_);
   }

@@ -222,7 +222,9 @@ void Target::OnResolved(const std::string& status, std::vector<ResolvedAddress> 
 
 void Target::BeginConnect() {
   connect_started_ = MonoNow();
-  if (ctx_->sockets_open >= ctx_->socket_budget) {
+  // Sockets waiting for the closer still hold their descriptors.
+  const size_t closing = ctx_->closer ? ctx_->closer->pending() : 0;
+  if (ctx_->sockets_open + closing >= ctx_->socket_budget) {
     ConnectFailed(Reason::kLocalError, EMFILE,
                   "all " + std::to_string(ctx_->socket_budget) +
                       " file descriptors for targets are in use (RLIMIT_NOFILE less a reserve "
@@ -752,6 +754,7 @@ void Target::Die(Verdict verdict, const TcpSample& at_death, Detector by, std::s
   has_last_detected_by_ = true;
   last_detected_by_ = by;
   ctx_->log->Record(std::move(e));
+  NoteIdleDeath(verdict.reason, last, lived);
 
   // A peer that closed gracefully gets a graceful close; one judged dead is
   // abandoned with RST (SO_LINGER 0), skipping TIME_WAIT.
@@ -764,6 +767,24 @@ void Target::Die(Verdict verdict, const TcpSample& at_death, Detector by, std::s
   // not hammered.
   if (lived >= Seconds(config_->check_interval)) attempt_ = 0;
   ScheduleBackoff();
+}
+
+void Target::NoteIdleDeath(Reason reason, const TcpSample& at_death, double lived) {
+  const double detection = IdleDetection(reason, *config_, at_death);
+  if (detection < 0) return;
+  const double age = IdleAgeAtDeath({reason, at_death, lived, detection});
+  if (age < 0) return;
+  if (!idle_cutoff_) idle_cutoff_ = std::make_unique<IdleCutoff>();
+  if (!idle_cutoff_->Add(age)) return;
+  const double cutoff = idle_cutoff_->seconds();
+  Event e = MakeEvent("idle_cutoff", LogLevel::kWarn);
+  e.detail = "connections die after " + FormatSeconds(cutoff) + " idle (" +
+             std::to_string(IdleCutoff::kAgreeing) +
+             " or more deaths within 5%): a middlebox on the path forgets idle flows after at "
+             "most " + FormatSeconds(cutoff) + "; keepalive.idle is " +
+             FormatDuration(config_->keepalive.idle) + ", set it well below " +
+             FormatSeconds(cutoff);
+  ctx_->log->Record(std::move(e));
 }
 
 void Target::Close(std::string_view why, bool log) {
@@ -799,11 +820,15 @@ void Target::CloseSocket(bool reset) {
   if (fd_ < 0) return;
   ev_io_stop(ctx_->loop, &io_);
   watching_write_ = false;
-  if (reset) {
-    struct linger lg {1, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  if (ctx_->closer) {
+    ctx_->closer->Close(fd_, reset);
+  } else {
+    if (reset) {
+      struct linger lg {1, 0};
+      setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    close(fd_);
   }
-  close(fd_);
   fd_ = -1;
   --ctx_->sockets_open;
 }
@@ -816,6 +841,10 @@ void Target::InheritCounters(const Target& old) {
   retransmits_closed_ = old.retransmits_closed_;
   dns_failures_ = old.dns_failures_;
   *history_ = *old.history_;
+  // The cut-off belongs to the path: kept while the address is the same.
+  if (old.idle_cutoff_ && old.config_->address == config_->address) {
+    idle_cutoff_ = std::make_unique<IdleCutoff>(*old.idle_cutoff_);
+  }
 }
 
 void Target::OnAddressWatch(AddressWatch::Outcome outcome, const std::string& detail) {
@@ -888,6 +917,7 @@ void Target::FillSnapshot(TargetSnapshot* out) const {
   out->connect_failures = connect_failures_;
   out->disconnects = disconnects_;
   out->icmp_errors = icmp_errors_;
+  out->idle_cutoff_seconds = idle_cutoff_ ? idle_cutoff_->seconds() : 0;
   out->retransmits_total = retransmits_closed_ + (up_ ? last_sample_.total_retrans : 0);
   out->has_rtt = has_rtt_;
   out->rtt_seconds = last_sample_.rtt_us / 1e6;

@@ -30,9 +30,11 @@
 #include "core/event_log.h"
 #include "core/heartbeat.h"
 #include "core/histogram.h"
+#include "core/idle_cutoff.h"
 #include "core/liveness.h"
 #include "core/probe.h"
 #include "net/resolver.h"
+#include "net/socket_closer.h"
 #include "net/tls_session.h"
 #include "core/snapshot.h"
 #include "core/target_state.h"
@@ -67,6 +69,8 @@ struct LoopContext {
   Resolver* resolver = nullptr;
   Admission* admission = nullptr;
   CheckScheduler* checks_due = nullptr;  // the periodic checks of held connections
+  // Closes sockets off the loop (net/socket_closer.h); nullptr: close() here.
+  SocketCloser* closer = nullptr;
   EventLog* log = nullptr;
   std::mt19937_64 rng{0};
   std::vector<char> drain_buffer = std::vector<char>(kDrainChunk);
@@ -172,6 +176,9 @@ class Target {
   // the peer sent close_notify before its FIN (-1: not known).
   void Die(Verdict verdict, const TcpSample& at_death, Detector by, std::string detail,
            int close_notify = -1);
+  // Feeds a death to the idle cut-off inference; logs event=idle_cutoff when
+  // agreeing deaths make a cut-off known (core/idle_cutoff.h).
+  void NoteIdleDeath(Reason reason, const TcpSample& at_death, double lived);
 
   void CloseSocket(bool reset);
   // A re-resolution of the held connection's name said something (net/address_watch.h).
@@ -257,6 +264,8 @@ class Target {
   // connwatch_target_up_seconds_total and the status page's history; apart
   // from the block a periodic check reads (about 500 bytes).
   std::unique_ptr<UpHistory> history_;
+  // Made on the first death that an idle cut-off could explain.
+  std::unique_ptr<IdleCutoff> idle_cutoff_;
 };
 
 

@@ -189,6 +189,7 @@ Json TargetJson(const TargetSnapshot& t) {
   j["rtt_seconds"] = t.has_rtt ? Json(t.rtt_seconds) : Json(nullptr);
   j["retransmits"] = t.retransmits_total;
   j["heartbeat_seconds"] = t.has_heartbeat ? Json(t.heartbeat_seconds) : Json(nullptr);
+  j["idle_cutoff_seconds"] = t.idle_cutoff_seconds > 0 ? Json(t.idle_cutoff_seconds) : Json(nullptr);
   if (t.tls) {
     Json tls;
     tls["version"] = t.tls->version;

@@ -1,7 +1,7 @@
 #pragma once
 // The documents of the HTTP API (docs/API.md) and the request parsing they
 // need: the JSON of a target and of an event, query parameters, the
-// Accept-Encoding test, the landing page. Pure functions; any thread.
+// Accept-Encoding test. Pure functions; any thread.
 
 #include <nlohmann/json.hpp>
 

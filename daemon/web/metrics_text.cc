@@ -149,7 +149,8 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
   };
   std::vector<std::string> names(targets.size());
   bool any_rtt = false, any_heartbeat = false, any_failure = false, any_disconnect = false,
-       any_icmp = false, any_tls = false, any_expiry = false, any_name = false;
+       any_icmp = false, any_tls = false, any_expiry = false, any_idle_cutoff = false,
+       any_name = false;
   for (size_t i = 0; i < targets.size(); ++i) {
     const TargetSnapshot& t = targets[i];
     if (t.config) AppendLabelValue(t.config->name, &names[i]);
@@ -158,6 +159,7 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
     any_tls |= t.tls != nullptr;
     any_name |= t.resolves_name;
     any_expiry |= t.tls && t.tls->earliest_expiry_unix > 0;
+    any_idle_cutoff |= t.idle_cutoff_seconds > 0;
     for (size_t r = 0; r < kReasonCount; ++r) {
       any_failure |= t.connect_failures[r] > 0;
       any_disconnect |= t.disconnects[r] > 0;
@@ -260,6 +262,11 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
       out->append("} 1\n");
       flush_if_full();
     }
+  }
+  if (any_idle_cutoff) {
+    per_target(MetricId::kTargetIdleCutoff,
+               [](const TargetSnapshot& t) { return t.idle_cutoff_seconds > 0; },
+               [](const TargetSnapshot& t) { return t.idle_cutoff_seconds; });
   }
   if (any_name) {
     auto resolves_name = [](const TargetSnapshot& t) { return t.resolves_name; };

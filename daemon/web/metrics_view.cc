@@ -234,6 +234,10 @@ void AddTargetFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out)
       out->push_back(std::move(family));
     }
   }
+  AddPerTargetFamily(
+      MetricId::kTargetIdleCutoff, snapshot, names,
+      [](const TargetSnapshot& t) { return t.idle_cutoff_seconds > 0; },
+      [](const TargetSnapshot& t) { return t.idle_cutoff_seconds; }, out);
   auto resolves_name = [](const TargetSnapshot& t) { return t.resolves_name; };
   AddPerTargetFamily(
       MetricId::kTargetAddressStale, snapshot, names, resolves_name,

@@ -192,6 +192,7 @@
     if (inFlight) return;
     inFlight = true;
     clearTimeout(timer);
+    var began = window.performance.now();
     var p = query(false);
     if (now) window.history.replaceState(null, "", p ? "?" + p : "./");
     Promise.all([getJson("api/v1/targets?" + query(true)),
@@ -207,6 +208,8 @@
       events(res[1].data.events);
       refreshes++;
       document.body.setAttribute("data-refreshes", String(refreshes));
+      // fetch to rendered, for bench/status_page.py
+      document.body.setAttribute("data-refresh-ms", (window.performance.now() - began).toFixed(1));
       live.className = "live";
       live.textContent = "live, updated " + utc(d.now);
     }).catch(function (err) {

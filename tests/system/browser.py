@@ -129,15 +129,25 @@ class Browser:
         with open(path, "wb") as f:
             f.write(base64.b64decode(r["data"]))
 
-    def rss_bytes(self):
-        """Resident memory of every Chromium process (browser, renderers, GPU,
-        utilities), summed."""
-        total = 0
-        out = subprocess.run(["ps", "-o", "rss=", "-s", str(self.proc.pid)],
+    def memory(self):
+        """Memory of the Chromium processes: {"pss": bytes, summed over all of
+        them (shared pages divided among their users, so the sum is honest),
+        "renderer_rss": bytes of the renderer processes}."""
+        out = subprocess.run(["ps", "-o", "pid=,args=", "-s", str(self.proc.pid)],
                              capture_output=True, text=True).stdout
-        for line in out.split():
-            total += int(line) * 1024
-        return total
+        pss = renderer = 0
+        for line in out.splitlines():
+            pid, _, cmd = line.strip().partition(" ")
+            try:
+                rollup = open(f"/proc/{pid}/smaps_rollup").read()
+            except OSError:
+                continue
+            fields = {k: int(v.split()[0]) * 1024 for k, v in
+                      (l.split(":", 1) for l in rollup.splitlines()[1:] if ":" in l)}
+            pss += fields.get("Pss", 0)
+            if "--type=renderer" in cmd:
+                renderer += fields.get("Rss", 0)
+        return {"pss": pss, "renderer_rss": renderer}
 
     def close(self):
         try:

@@ -1134,10 +1134,80 @@ class RejectRefused(Scenario):
         self.wait_up(["reject"], connects=2)
 
 
+class IdleCutoffMiddlebox(Scenario):
+    """A real middlebox: the router's conntrack (nftables) forgets an idle
+    flow after 2 s and drops what it no longer knows. A target whose
+    keepalive idle (3 s) is longer dies at its first keepalive probe, every
+    time at the same idle age, and connwatchd infers the cut-off; a target
+    behind the same router whose keepalive idle (1 s) is shorter keeps its
+    flow alive and never dies."""
+    name = "idle_cutoff"
+    fault = ("router conntrack: established timeout 2 s, tcp_loose 0, nft `ct state invalid "
+             "drop`; target keepalive {idle: 3s, interval: 1s, count: 2}, user_timeout 4s")
+    expect = ("keepalive_timeout at the first probe, 3 times; event=idle_cutoff and "
+              "connwatch_target_idle_cutoff_seconds ~3 s (the idle age of the first probe "
+              "after the cut); the 1 s-keepalive target holds")
+    bound = "cut-off known after 3 deaths (~3 x 4.2 s); value 3-3.5 s"
+
+    def run(self):
+        lab = self.lab
+        if shutil.which("nft") is None:
+            raise Failure("nft (Debian package nftables) is not installed: run scripts/setup.sh")
+        nft = ["ip", "netns", "exec", lab.R, "nft"]
+        nslab.run(nft + ["add", "table", "inet", "cw"])
+        nslab.run(nft + ["add", "chain", "inet", "cw", "forward",
+                         "{ type filter hook forward priority 0; }"])
+        nslab.run(nft + ["add", "rule", "inet", "cw", "forward", "ct", "state", "invalid", "drop"])
+        # The rule made conntrack track this namespace; its sysctls exist now.
+        lab.sysctl(lab.R, "net.netfilter.nf_conntrack_tcp_timeout_established", 2)
+        lab.sysctl(lab.R, "net.netfilter.nf_conntrack_tcp_loose", 0)
+        self.healthy_peer = self.start_peer(lab.H, name="healthy")
+        self.peer = self.start_peer()
+        t0 = now_ns()
+        self.start_daemon([
+            ("cut", f"{lab.p_ip}:{PEER_PORT}",
+             {"keepalive": "{idle: 3s, interval: 1s, count: 2}", "user_timeout": "4s",
+              "backoff": "{initial: 100ms, max: 200ms}"}),
+            ("kept", f"{lab.p_ip}:{PEER_PORT}", {}),
+        ])
+        self.wait_up([HEALTHY, "cut", "kept"])
+        deaths = self.daemon.wait_events(
+            "3 disconnects of cut",
+            lambda e: e["event"] == "disconnect" and e["target"] == "cut", 3, 30)
+        for e in deaths:
+            self.expect_reason(e, "keepalive_timeout")
+        cut = self.daemon.wait_event(
+            "event=idle_cutoff target=cut",
+            lambda e: e["event"] == "idle_cutoff" and e["target"] == "cut", 10)
+        self.measured["idle_cutoff after"] = f"{ms(cut['ts_ns'] - t0) / 1000:.1f} s"
+        self.measured["advice"] = cut.get("detail", "")[:90]
+        m = self.daemon.metrics()
+        value = m.value("connwatch_target_idle_cutoff_seconds", target="cut")
+        self.measured["connwatch_target_idle_cutoff_seconds"] = value
+        # The first probe goes out at keepalive.idle after the last answer
+        # (plus the kernel timer's slack).
+        if value is None or not 3.0 <= value <= 3.5:
+            raise Failure(f"connwatch_target_idle_cutoff_seconds{{target=\"cut\"}}: expected "
+                          f"3-3.5 s (keepalive.idle), saw {value}")
+        for name in ("kept", HEALTHY):
+            if m.value("connwatch_target_idle_cutoff_seconds", target=name) is not None:
+                raise Failure(f"{name}: keepalive idle 1 s is below the cut-off, yet it has one")
+            lost = m.sum("connwatch_target_disconnects_total", target=name)
+            if lost:
+                raise Failure(f"{name}: keepalive idle 1 s keeps the flow, yet {lost} disconnects")
+        api = self.daemon.get("/api/v1/targets")
+        if '"idle_cutoff_seconds":3' not in api.body.replace(" ", ""):
+            raise Failure("/api/v1/targets: no idle_cutoff_seconds 3.x for cut")
+        # Lift the middlebox: the next connection holds.
+        nslab.run(nft + ["delete", "table", "inet", "cw"])
+        self.wait_up(["cut"], timeout=15)
+
+
 SCENARIOS = [PeerKilled, Flood, PeerCloses, PeerResets, LinkDownIdle, LinkDownHeartbeat,
              LinkDownUserTimeout, RouteFault, RouteProhibit, RouteThrow, RouteBlackhole, Reboot,
              PortClosed,
-             ConnectTimeout, DnsError, RlimitNofile, NeverRead, IcmpReported, RejectRefused]
+             ConnectTimeout, DnsError, RlimitNofile, NeverRead, IcmpReported, RejectRefused,
+             IdleCutoffMiddlebox]
 
 
 # ---------------------------------------------------------------------------
