@@ -9,6 +9,7 @@
 #include <limits>
 #include <random>
 
+#include "web/metrics_table.h"
 #include "web/metrics_view.h"
 
 namespace connwatch {
@@ -18,7 +19,11 @@ std::string ReferenceTargetText(const Snapshot& snapshot) {
   std::vector<prometheus::MetricFamily> all = BuildMetricFamilies(snapshot);
   std::vector<prometheus::MetricFamily> per_target;
   for (auto& f : all) {
-    if (f.name.rfind("connwatch_target_", 0) == 0) per_target.push_back(std::move(f));
+    // The per-target families: their first label is `target` (not every
+    // such name starts with connwatch_target_: connwatch_dns_failures_total).
+    for (const MetricDef& def : kMetrics) {
+      if (def.name == f.name && def.labels[0] == "target") per_target.push_back(std::move(f));
+    }
   }
   return prometheus::TextSerializer().Serialize(per_target);
 }
