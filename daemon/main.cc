@@ -6,11 +6,13 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <optional>
 #include <string>
 
 #include "config/loader.h"
 #include "monitor/check_config.h"
 #include "core/event_log.h"
+#include "core/shard.h"
 #include "web/http_server.h"
 #include "monitor/monitor.h"
 #include "monitor/service_notify.h"
@@ -29,6 +31,7 @@ struct Flags {
   bool version = false;
   std::string dns_servers;
   std::string web_config_file;
+  std::string shard;
 };
 
 }  // namespace
@@ -76,14 +79,28 @@ int main(int argc, char** argv) {
                  "Comma-separated DNS servers (host[:port]) to use instead of /etc/resolv.conf");
   app.add_option("--web.config.file", flags.web_config_file,
                  "Web config (exporter-toolkit format) that enables TLS and/or basic auth");
+  app.add_option("--shard", flags.shard,
+                 "Keep only shard I of N of the targets (I/N, I from 0 to N-1; rendezvous hash of "
+                 "the name); overrides global.shard of the config file")
+      ->check([](const std::string& value) {
+        connwatch::ShardConfig shard;
+        std::string error;
+        return connwatch::ParseShardSpec(value, &shard, &error) ? std::string() : error;
+      });
   CLI11_PARSE(app, argc, argv);
+  std::optional<connwatch::ShardConfig> shard;
+  if (!flags.shard.empty()) {
+    std::string error;
+    connwatch::ParseShardSpec(flags.shard, &shard.emplace(), &error);
+  }
 
   if (flags.version) {
     std::printf("connwatchd %s (revision %s)\n", connwatch::kVersion, connwatch::kRevision);
     return 0;
   }
   if (flags.check_config) {
-    return connwatch::CheckConfigFiles(flags.config_file, flags.web_config_file, stdout, stderr);
+    return connwatch::CheckConfigFiles(flags.config_file, flags.web_config_file, stdout, stderr,
+                                       shard);
   }
 
   connwatch::LogLevel level = connwatch::LogLevel::kInfo;
@@ -120,6 +137,7 @@ int main(int argc, char** argv) {
                 "event-driven reads are off (CONNWATCHD_BENCH_NO_EVENT_READS): only probes and "
                 "heartbeats see a death; for benchmarks, never for monitoring");
   }
+  monitor_options.shard = shard;
   connwatch::Monitor monitor(monitor_options, &log);
   // Before anything can tell systemd we are ready: a SIGHUP or SIGTERM from
   // then on is queued by libev and handled once the loop runs, never fatal.

@@ -54,6 +54,9 @@ list(APPEND _cw_gz_outputs "${CONNWATCH_PKG_DIR}/changelog.Debian.gz")
 add_custom_target(connwatch_package_files ALL DEPENDS ${_cw_gz_outputs})
 
 install(FILES "${CMAKE_SOURCE_DIR}/systemd/connwatch.service" DESTINATION "${CONNWATCH_UNIT_DIR}")
+# The templated unit of a fleet on one host (docs/FLEET.md): never enabled by
+# the package; `systemctl enable --now connwatch@0-4 ...` starts shards.
+install(FILES "${CMAKE_SOURCE_DIR}/systemd/connwatch@.service" DESTINATION "${CONNWATCH_UNIT_DIR}")
 install(FILES "${CMAKE_SOURCE_DIR}/packaging/connwatch.yaml" DESTINATION "${CONNWATCH_CONFIG_DIR}")
 install(DIRECTORY DESTINATION "${CONNWATCH_CONFIG_DIR}/targets.d")
 install(FILES "${CONNWATCH_PKG_DIR}/connwatchd.8.gz" DESTINATION "${CMAKE_INSTALL_MANDIR}/man8")
@@ -125,6 +128,12 @@ if(CONNWATCH_TESTS)
            COMMAND bash "${CMAKE_SOURCE_DIR}/tests/system/systemd_unit_test.sh"
                    "${CMAKE_SOURCE_DIR}" "$<TARGET_FILE:connwatchd>")
   set_tests_properties(systemd_unit PROPERTIES LABELS "system" TIMEOUT 120 SKIP_RETURN_CODE 77)
+
+  add_test(NAME systemd_template_unit
+           COMMAND bash "${CMAKE_SOURCE_DIR}/tests/system/template_unit_test.sh"
+                   "${CMAKE_SOURCE_DIR}" "$<TARGET_FILE:connwatchd>")
+  set_tests_properties(systemd_template_unit PROPERTIES LABELS "system" TIMEOUT 60
+                       SKIP_RETURN_CODE 77)
 
   # The unit, sandbox and all, under a real systemd in a throwaway container
   # (systemd-nspawn). Needs root; skipped (exit 77) otherwise.

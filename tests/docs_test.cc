@@ -115,7 +115,8 @@ class CodeKeys {
       groups_[std::string(g.map)] = {g.keys.begin(), g.keys.end()};
     }
     for (const std::string& k : groups_[""]) keys_.leaves.insert("top:" + k);
-    for (const std::string& k : groups_["global"]) keys_.leaves.insert("global:" + k);
+    // global.shard is a map of its own (global:shard.index, global:shard.total).
+    for (const std::string& k : groups_["global"]) Add("global:", k, 0);
     const std::vector<std::string>& settings = groups_["defaults"];
     for (const std::string& k : settings) Add("setting:", k, 0);
     for (const std::string& k : groups_["targets[]"]) {

@@ -28,6 +28,7 @@
 #include <unordered_set>
 
 #include "config/yaml_errors.h"
+#include "core/shard.h"
 
 namespace connwatch {
 
@@ -71,7 +72,9 @@ constexpr std::string_view kReservedLabels[] = {"target", "address"};
 // The keys of each map. Every array here is listed in ConfigKeyGroups() (at
 // the end of this file), which the docs tests compare with the documentation.
 constexpr std::string_view kMainKeys[] = {"global", "defaults", "targets", "include"};
-constexpr std::string_view kGlobalKeys[] = {"max_connects_in_flight", "max_connects_per_second"};
+constexpr std::string_view kGlobalKeys[] = {"max_connects_in_flight", "max_connects_per_second",
+                                           "shard"};
+constexpr std::string_view kShardKeys[] = {"index", "total"};
 constexpr std::string_view kIncludedKeys[] = {"targets"};
 constexpr std::string_view kSettingKeys[] = {
     "connect_timeout", "check_interval", "keepalive",    "user_timeout", "backoff",
@@ -867,6 +870,7 @@ class Loader {
   void ProcessFile(const SourceFile& f, const YamlNode* root);
   void ProcessDefaults(const SourceFile& f, const YamlNode* node);
   void ProcessGlobal(const SourceFile& f, const YamlNode* node);
+  void ProcessShard(const SourceFile& f, const YamlNode* node);
   void ProcessTargets(const SourceFile& f, const YamlNode* node);
   void ProcessTarget(const SourceFile& f, const YamlNode* node, const std::string& path);
   void ParseLabels(const SourceFile& f, const YamlNode* node, const std::string& path,
@@ -1525,10 +1529,53 @@ void Loader::ProcessGlobal(const SourceFile& f, const YamlNode* node) {
                   if (auto v = Integer(f, value, path, 1, 1000000, nullptr)) {
                     global_.max_connects_per_second = *v;
                   }
+                } else if (key == "shard") {
+                  ProcessShard(f, value);
                 } else {
                   Error(f, key_node, "global", UnknownKeyMessage(key, kGlobalKeys));
                 }
               });
+}
+
+void Loader::ProcessShard(const SourceFile& f, const YamlNode* node) {
+  if (node->kind == YamlNode::Kind::kNull) return;
+  if (node->kind != YamlNode::Kind::kMap) {
+    Error(f, node, "global.shard",
+          "expected a map {index: I, total: N} (shard I of N, I from 0 to N-1), got " +
+              Describe(node));
+    return;
+  }
+  std::optional<int> index, total;
+  const YamlNode* index_node = nullptr;
+  const YamlNode* total_node = nullptr;
+  ForEachPair(f, node, "global.shard",
+              [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
+                const std::string path = Join("global.shard", key);
+                if (key == "index") {
+                  index_node = value;
+                  index = Integer(f, value, path, 0, kMaxShards - 1, nullptr);
+                } else if (key == "total") {
+                  total_node = value;
+                  total = Integer(f, value, path, 1, kMaxShards, "the number of shards");
+                } else {
+                  Error(f, key_node, "global.shard", UnknownKeyMessage(key, kShardKeys));
+                }
+              });
+  if (index_node == nullptr && !(total && *total == 1)) {
+    Error(f, node, "global.shard", "missing \"index\" (this instance's shard, 0 to total-1)");
+  }
+  if (!total) {
+    // A total that was written but invalid has its own error already.
+    if (total_node == nullptr) Error(f, node, "global.shard", "missing \"total\" (the number of shards)");
+    return;
+  }
+  if (index && *index >= *total) {
+    Error(f, index_node, "global.shard.index",
+          "must be below total (" + std::to_string(*total) + " shards: index 0 to " +
+              std::to_string(*total - 1) + "), got " + std::to_string(*index));
+    return;
+  }
+  if (index || *total == 1) global_.shard = ShardConfig{index.value_or(0), *total};
 }
 
 void Loader::ProcessDefaults(const SourceFile& f, const YamlNode* node) {
@@ -1993,7 +2040,8 @@ std::vector<ConfigKeyGroup> ConfigKeyGroups() {
     return ConfigKeyGroup{map, {std::begin(keys), std::end(keys)}};
   };
   return {group("", kMainKeys),           group("included", kIncludedKeys),
-          group("global", kGlobalKeys),   group("defaults", kSettingKeys),
+          group("global", kGlobalKeys),   group("shard", kShardKeys),
+          group("defaults", kSettingKeys),
           group("targets[]", kTargetKeys), group("keepalive", kKeepaliveKeys),
           group("backoff", kBackoffKeys), group("heartbeat", kHeartbeatKeys),
           group("tls", kTlsKeys)};

@@ -134,12 +134,21 @@ struct TargetConfig {
   bool operator==(const TargetConfig&) const = default;
 };
 
+// `global.shard` or --shard=I/N: this instance keeps only the targets whose
+// name hashes to shard `index` of `total` (core/shard.h). total 1: all.
+struct ShardConfig {
+  int index = 0;
+  int total = 1;
+  bool operator==(const ShardConfig&) const = default;
+};
+
 // Process-wide settings (`global:` in the main file). They bound how fast
 // connwatchd opens connections, so a start-up or a reconnect storm never sends
 // more SYNs than the operator allowed.
 struct GlobalConfig {
   int max_connects_in_flight = 1000;   // connects started and not yet finished
   int max_connects_per_second = 1000;  // new attempts (DNS lookup + connect) per second
+  ShardConfig shard;
   bool operator==(const GlobalConfig&) const = default;
 };
 
@@ -147,6 +156,8 @@ struct Config {
   GlobalConfig global;
   std::vector<std::shared_ptr<const TargetConfig>> targets;  // in file order.
   std::vector<std::string> files;  // the main file and every included file read.
+  // Targets of the file left to other shards (ApplyShard); 0 unsharded.
+  size_t shard_targets_skipped = 0;
 };
 
 struct ConfigError {

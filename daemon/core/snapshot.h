@@ -89,6 +89,8 @@ struct Snapshot {
   bool config_loaded = false;
   bool last_reload_successful = false;
   double last_reload_success_unix = 0;
+  ShardConfig shard;                  // connwatch_shard_info
+  uint64_t shard_targets_skipped = 0;  // connwatch_shard_targets_skipped
 };
 
 // What the HTTP surface needs from the daemon. Implemented by Monitor; faked

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "config/loader.h"
+#include "core/shard.h"
 #include "web/web_config.h"
 
 namespace connwatch {
@@ -19,14 +20,23 @@ bool ReportErrors(const std::string& path, const std::vector<ConfigError>& error
 }  // namespace
 
 int CheckConfigFiles(const std::string& config_file, const std::string& web_config_file,
-                     std::FILE* out, std::FILE* err) {
+                     std::FILE* out, std::FILE* err, const std::optional<ShardConfig>& shard) {
   int status = 0;
   ConfigLoadResult result = LoadConfigFile(config_file);
   if (!ReportErrors(config_file, result.errors, err)) {
     status = 1;
   } else {
-    std::fprintf(out, "%s: OK, %zu target(s) from %zu file(s)\n", config_file.c_str(),
-                 result.config->targets.size(), result.config->files.size());
+    Config& config = *result.config;
+    const size_t all = config.targets.size();
+    ApplyShard(shard, &config);
+    if (config.global.shard.total > 1) {
+      std::fprintf(out, "%s: OK, %zu target(s) from %zu file(s); shard %d/%d keeps %zu of them\n",
+                   config_file.c_str(), all, config.files.size(), config.global.shard.index,
+                   config.global.shard.total, config.targets.size());
+    } else {
+      std::fprintf(out, "%s: OK, %zu target(s) from %zu file(s)\n", config_file.c_str(), all,
+                   config.files.size());
+    }
   }
   if (web_config_file.empty()) return status;
   WebConfigLoadResult web = LoadWebConfigFile(web_config_file);

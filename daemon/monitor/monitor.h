@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -48,6 +49,8 @@ class Monitor : public DaemonControl {
     // TLS handshake work per loop iteration (LoopContext::handshake_deadline);
     // at least one step runs in every iteration. Tests set 0: one step each.
     double handshake_slice = 0.005;
+    // --shard=I/N: overrides the file's global.shard at every load.
+    std::optional<ShardConfig> shard = std::nullopt;
   };
 
   Monitor(Options options, EventLog* log);

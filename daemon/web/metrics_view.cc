@@ -293,6 +293,17 @@ void AddDaemonFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out)
   AddHistogram(MetricId::kEventLoopBusy, snapshot.loop_busy, out);
   AddScalar(MetricId::kConfigLastReloadSuccessful, snapshot.last_reload_successful ? 1 : 0, out);
   AddScalar(MetricId::kConfigLastReloadSuccessTimestamp, snapshot.last_reload_success_unix, out);
+  {
+    const MetricDef& def = Metric(MetricId::kShardInfo);
+    MetricFamily family = NewFamily(MetricId::kShardInfo, 1);
+    ClientMetric& m = AddSeries(&family);
+    m.label.push_back(MakeLabel(def.labels[0], std::to_string(snapshot.shard.index)));
+    m.label.push_back(MakeLabel(def.labels[1], std::to_string(snapshot.shard.total)));
+    m.gauge.value = 1;
+    out->push_back(std::move(family));
+  }
+  AddScalar(MetricId::kShardTargetsSkipped, static_cast<double>(snapshot.shard_targets_skipped),
+            out);
 }
 
 void AddBuildInfo(std::vector<MetricFamily>* out) {

@@ -96,6 +96,8 @@ mkdir "$tmp/data"
 dpkg-deb -x "$deb" "$tmp/data"
 cmp -s "$tmp/data/lib/systemd/system/connwatch.service" "$src/systemd/connwatch.service" ||
   fail "the packaged unit differs from systemd/connwatch.service"
+cmp -s "$tmp/data/lib/systemd/system/connwatch@.service" "$src/systemd/connwatch@.service" ||
+  fail "the packaged templated unit differs from systemd/connwatch@.service"
 cmp -s "$tmp/data/etc/connwatch/connwatch.yaml" "$src/packaging/connwatch.yaml" ||
   fail "the packaged config differs from packaging/connwatch.yaml"
 cmp -s "$tmp/data/usr/share/connwatch/connwatch.schema.json" "$src/config/connwatch.schema.json" ||
@@ -206,7 +208,7 @@ installed=0
 status=$(dpkg-query -W -f='${Status}' connwatch 2>/dev/null)
 [ -z "$status" ] || [ "$status" = "unknown ok not-installed" ] || fail "after purge: $status"
 for path in /etc/connwatch /usr/bin/connwatchd /usr/bin/connwatchctl \
-            /lib/systemd/system/connwatch.service \
+            /lib/systemd/system/connwatch.service /lib/systemd/system/connwatch@.service \
             /usr/share/man/man8/connwatchd.8.gz /usr/share/man/man1/connwatchctl.1.gz /usr/share/doc/connwatch "$wants" \
             /var/lib/systemd/deb-systemd-helper-enabled/connwatch.service.dsh-also; do
   if [ -e "$path" ] || [ -L "$path" ]; then fail "$path is still there after purge"; fi

@@ -179,8 +179,8 @@ while IFS=: read -r where path; do
   checked=$((checked + 1))
   grep -qE "^[^#].* \.${path//./\\.}/?\$" "$files" ||
     fail "$where names $path, which the package does not install (tests/system/package_files.txt)"
-done < <(cd "$src" && grep -oHE '(/usr|/lib|/etc/connwatch)(/[A-Za-z0-9_.*?+-]+)*/?' \
-           README.md docs/*.md packaging/man/*.in systemd/connwatch.service \
+done < <(cd "$src" && grep -oHE '(/usr|/lib|/etc/connwatch)(/[A-Za-z0-9_.*?+@-]+)*/?' \
+           README.md docs/*.md packaging/man/*.in systemd/connwatch.service systemd/connwatch@.service \
            packaging/connwatch.yaml config/example.yaml packaging/packaging.cmake | sort -u)
 if [ $checked -lt 10 ]; then
   fail "found only $checked promised paths in the docs"
