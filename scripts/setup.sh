@@ -31,6 +31,8 @@ PACKAGES=(
   # the status page's browser test (tests/system/status_page_test.py): headless
   # Chromium driven over the DevTools protocol by python3-websocket
   chromium python3-websocket
+  # tests/dns_test.cc: a real DNS server on a loopback port for re-resolution
+  dnsmasq-base
 )
 
 missing=()

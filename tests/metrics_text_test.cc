@@ -9,6 +9,7 @@
 #include <limits>
 #include <random>
 
+#include "web/metrics_table.h"
 #include "web/metrics_view.h"
 
 namespace connwatch {
@@ -18,7 +19,11 @@ std::string ReferenceTargetText(const Snapshot& snapshot) {
   std::vector<prometheus::MetricFamily> all = BuildMetricFamilies(snapshot);
   std::vector<prometheus::MetricFamily> per_target;
   for (auto& f : all) {
-    if (f.name.rfind("connwatch_target_", 0) == 0) per_target.push_back(std::move(f));
+    // The per-target families: their first label is `target` (not every
+    // such name starts with connwatch_target_: connwatch_dns_failures_total).
+    for (const MetricDef& def : kMetrics) {
+      if (def.name == f.name && def.labels[0] == "target") per_target.push_back(std::move(f));
+    }
   }
   return prometheus::TextSerializer().Serialize(per_target);
 }
@@ -60,6 +65,9 @@ Snapshot RandomSnapshot(std::mt19937_64& rng, size_t targets) {
       if (chance(10)) t.icmp_errors[r] = 1 + pick(50);
     }
     t.retransmits_total = pick(10);
+    t.resolves_name = chance(50);
+    t.address_stale = t.resolves_name && chance(30);
+    t.dns_failures = t.resolves_name ? pick(100) : 0;
     t.has_rtt = chance(60);
     t.rtt_seconds = doubles[pick(std::size(doubles))];
     if (chance(30)) {

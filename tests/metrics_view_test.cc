@@ -232,6 +232,9 @@ Snapshot MakeSnapshot() {
   tls->earliest_expiry_unix = 1735689600;
   hb.tls = tls;
   hb.idle_cutoff_seconds = 350.5;
+  hb.resolves_name = true;  // its address is a name: the re-resolution series
+  hb.address_stale = true;
+  hb.dns_failures = 3;
   s.targets.push_back(hb);
 
   s.targets_by_state[static_cast<size_t>(TargetState::kUp)] = 2;

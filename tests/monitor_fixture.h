@@ -70,7 +70,8 @@ class MonitorTest : public ::testing::Test {
     config_path_ = dir_.Write("connwatch.yaml", yaml);
     if (log_to_file_) log_file_ = std::fopen((dir_.path() + "/daemon.log").c_str(), "w");
     log_ = std::make_unique<EventLog>(log_file_, LogFormat::kLogfmt, LogLevel::kDebug);
-    Monitor::Options options{config_path_, ClosedUdpServer(), 42};
+    Monitor::Options options{config_path_, dns_servers_.empty() ? ClosedUdpServer() : dns_servers_,
+                             42};
     options.event_reads = event_reads_;
     options.apply_slice_targets = apply_slice_targets_;
     options.on_apply_slice = on_apply_slice_;
@@ -173,6 +174,7 @@ class MonitorTest : public ::testing::Test {
   TempDir dir_;
   std::string config_path_;
   bool log_to_file_ = false;
+  std::string dns_servers_;  // Monitor::Options::dns_servers; empty: a closed port
   bool event_reads_ = true;  // Monitor::Options::event_reads, set before StartMonitor
   // Monitor::Options::apply_slice_targets and on_apply_slice, set before StartMonitor.
   size_t apply_slice_targets_ = 0;

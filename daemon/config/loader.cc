@@ -79,12 +79,13 @@ constexpr std::string_view kIncludedKeys[] = {"targets"};
 constexpr std::string_view kSettingKeys[] = {
     "connect_timeout", "check_interval", "keepalive",    "user_timeout", "backoff",
     "address_family",  "source_address", "startup_jitter", "check_jitter", "heartbeat",
-    "probes",          "report_icmp",    "tls"};
+    "probes",          "report_icmp",    "tls",            "resolve_interval",
+    "on_address_change"};
 constexpr std::string_view kTargetKeys[] = {
     "name",           "address",        "labels",         "connect_timeout", "check_interval",
     "keepalive",      "user_timeout",   "backoff",        "address_family",  "source_address",
     "startup_jitter", "check_jitter",   "heartbeat",      "probes",          "report_icmp",
-    "tls"};
+    "tls",            "resolve_interval", "on_address_change"};
 constexpr std::string_view kKeepaliveKeys[] = {"idle", "interval", "count"};
 constexpr std::string_view kBackoffKeys[] = {"initial", "max"};
 constexpr std::string_view kHeartbeatKeys[] = {"send", "expect", "interval", "timeout", "fall"};
@@ -745,6 +746,8 @@ struct Settings {
   Field<int> heartbeat_fall;
   Field<ProbeList> probes;
   Field<bool> report_icmp;
+  Field<Millis> resolve_interval;
+  Field<AddressChange> on_address_change;
   // `tls:` absent (inherit), false/null (off), or a map (on, merged key by
   // key over the defaults' tls). File paths are resolved when parsed.
   enum class Tls : uint8_t { kInherit, kOff, kOn } tls = Tls::kInherit;
@@ -806,6 +809,13 @@ void ApplySettings(const Settings& own, const Settings& d, TargetConfig* target)
 
   target->probes = Resolve(own.probes, &d.probes, builtin.probes).value;
   target->report_icmp = Resolve(own.report_icmp, &d.report_icmp, builtin.report_icmp).value;
+  if (own.resolve_interval.value) {
+    target->resolve_interval = own.resolve_interval.value;
+  } else if (d.resolve_interval.value) {
+    target->resolve_interval = d.resolve_interval.value;
+  }
+  target->on_address_change =
+      Resolve(own.on_address_change, &d.on_address_change, builtin.on_address_change).value;
 
   Settings::Heartbeat mode = own.heartbeat;
   if (mode == Settings::Heartbeat::kInherit) mode = d.heartbeat;
@@ -1234,6 +1244,24 @@ bool Loader::ParseSetting(const SourceFile& f, std::string_view key, const YamlN
     s->probes = {Probes(f, value, path), value};
   } else if (key == "report_icmp") {
     s->report_icmp = {Boolean(f, value, path), value};
+  } else if (key == "resolve_interval") {
+    std::optional<Millis> d = Duration(f, value, path);
+    if (d && (*d < kMinResolveInterval || *d > kMaxResolveInterval)) {
+      Error(f, value, path,
+            "must be between " + FormatDuration(kMinResolveInterval) + " and " +
+                FormatDuration(kMaxResolveInterval) + ", got " + FormatDuration(*d));
+      d.reset();
+    }
+    s->resolve_interval = {d, value};
+  } else if (key == "on_address_change") {
+    if (!Scalar(f, value, path, "report or reconnect")) return true;
+    if (value->value == "report") {
+      s->on_address_change = {AddressChange::kReport, value};
+    } else if (value->value == "reconnect") {
+      s->on_address_change = {AddressChange::kReconnect, value};
+    } else {
+      Error(f, value, path, "must be report or reconnect, got " + Quote(value->value));
+    }
   } else if (key == "tls") {
     ParseTls(f, value, path, s);
   } else {

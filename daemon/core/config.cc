@@ -1,5 +1,6 @@
 #include "core/config.h"
 
+#include <algorithm>
 #include <string>
 
 namespace connwatch {
@@ -14,6 +15,18 @@ std::string_view AddressFamilyName(AddressFamily f) {
       return "ip6";
   }
   return "any";
+}
+
+std::string_view AddressChangeName(AddressChange c) {
+  return c == AddressChange::kReconnect ? "reconnect" : "report";
+}
+
+Millis ResolveInterval(std::optional<Millis> configured, int ttl_seconds) {
+  if (configured) return *configured;
+  // No TTL (a numeric host, or an answer without one): the longest default.
+  if (ttl_seconds < 0) return kMaxTtlInterval;
+  const Millis ttl{static_cast<int64_t>(ttl_seconds) * 1000};
+  return std::clamp(ttl, kMinTtlInterval, kMaxTtlInterval);
 }
 
 std::string ConfigError::ToString() const {

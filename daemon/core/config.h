@@ -20,6 +20,20 @@ namespace connwatch {
 enum class AddressFamily : uint8_t { kAny, kIp4, kIp6 };
 std::string_view AddressFamilyName(AddressFamily f);  // "any" | "ip4" | "ip6"
 
+// `on_address_change`: what a held connection does when DNS stops returning
+// its address (net/address_watch.h).
+enum class AddressChange : uint8_t { kReport, kReconnect };
+std::string_view AddressChangeName(AddressChange c);  // "report" | "reconnect"
+
+// `resolve_interval` bounds, and those of the default (the answer's TTL).
+inline constexpr Millis kMinResolveInterval{100};
+inline constexpr Millis kMaxResolveInterval{86400000};
+inline constexpr Millis kMinTtlInterval{5000};
+inline constexpr Millis kMaxTtlInterval{300000};
+// How often a held connection's name is looked up again: `configured` if set,
+// else the answer's TTL (seconds; negative: unknown) bounded to [5s, 5m].
+Millis ResolveInterval(std::optional<Millis> configured, int ttl_seconds);
+
 struct KeepaliveConfig {
   Millis idle{15000};
   Millis interval{5000};
@@ -110,6 +124,10 @@ struct TargetConfig {
   // reported at once (event icmp_error) instead of only when a timer kills it.
   bool report_icmp = false;
   std::optional<TlsConfig> tls;  // none: plain TCP
+  // While up, a name (never a numeric host) is looked up again every
+  // resolve_interval; unset: the answer's TTL bounded to [5s, 5m].
+  std::optional<Millis> resolve_interval;
+  AddressChange on_address_change = AddressChange::kReport;
 
   // Two targets are equal when nothing that affects the connection or the
   // exported series differs; reload keeps the connection of equal targets.

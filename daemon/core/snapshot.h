@@ -25,6 +25,10 @@ struct TargetSnapshot {
   bool up = false;                 // connwatch_target_up
   double last_change_unix = 0;     // last up/down change (when configured, before the first).
   std::string resolved_address;    // "10.0.0.5:6379" / "[::1]:80"; empty if never resolved.
+  // The host is a name (looked up through DNS): the two series below exist.
+  bool resolves_name = false;
+  bool address_stale = false;      // connwatch_target_address_stale
+  uint64_t dns_failures = 0;       // connwatch_dns_failures_total
   // The last event of this target (connect failure, disconnect or connect).
   bool has_last_event = false;
   std::string last_event_kind;     // "connect" | "connect_failure" | "disconnect"

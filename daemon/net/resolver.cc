@@ -22,6 +22,22 @@ std::string ResolvedAddress::ToString() const {
   return "";
 }
 
+bool SameEndpoint(const ResolvedAddress& a, const ResolvedAddress& b) {
+  if (a.addr.ss_family != b.addr.ss_family) return false;
+  if (a.addr.ss_family == AF_INET) {
+    const auto* x = reinterpret_cast<const sockaddr_in*>(&a.addr);
+    const auto* y = reinterpret_cast<const sockaddr_in*>(&b.addr);
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  if (a.addr.ss_family == AF_INET6) {
+    const auto* x = reinterpret_cast<const sockaddr_in6*>(&a.addr);
+    const auto* y = reinterpret_cast<const sockaddr_in6*>(&b.addr);
+    return x->sin6_port == y->sin6_port &&
+           std::memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+  }
+  return false;
+}
+
 bool ParseNumericAddress(const std::string& host, uint16_t port, ResolvedAddress* out) {
   *out = ResolvedAddress{};
   auto* sin = reinterpret_cast<sockaddr_in*>(&out->addr);
@@ -142,6 +158,7 @@ void Resolver::AddrInfoCb(void* data, int status, int /*timeouts*/, struct ares_
       ResolvedAddress a;
       std::memcpy(&a.addr, node->ai_addr, node->ai_addrlen);
       a.len = static_cast<socklen_t>(node->ai_addrlen);
+      a.ttl = node->ai_ttl;
       if (a.addr.ss_family == AF_INET) {
         reinterpret_cast<sockaddr_in*>(&a.addr)->sin_port = htons(arg->port);
       } else {

@@ -21,8 +21,14 @@ namespace connwatch {
 struct ResolvedAddress {
   sockaddr_storage addr{};
   socklen_t len = 0;
+  // The record's TTL in seconds as the DNS answer gave it (c-ares'
+  // ai_ttl); -1 for a numeric address. Not part of the address (SameEndpoint).
+  int ttl = -1;
   std::string ToString() const;  // "10.0.0.5:6379" or "[::1]:80"
 };
+
+// The same family, IP address and port.
+bool SameEndpoint(const ResolvedAddress& a, const ResolvedAddress& b);
 
 // Parses an IP literal (no brackets) and a port. Returns false if not numeric.
 bool ParseNumericAddress(const std::string& host, uint16_t port, ResolvedAddress* out);

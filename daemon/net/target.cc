@@ -59,6 +59,14 @@ Target::Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config)
   };
   last_change_unix_ = UnixNow();
   history_ = std::make_unique<UpHistory>(MonoNow());
+  ResolvedAddress numeric;
+  if (!ParseNumericAddress(config_->host, config_->port, &numeric)) {
+    address_watch_ = std::make_unique<AddressWatch>(
+        ctx_->loop, ctx_->resolver, config_.get(),
+        [this](AddressWatch::Outcome outcome, const std::string& detail) {
+          OnAddressWatch(outcome, detail);
+        });
+  }
   ++ctx_->targets_by_state[static_cast<size_t>(state_)];
 }
 
@@ -187,6 +195,7 @@ void Target::OnResolved(const std::string& status, std::vector<ResolvedAddress> 
   resolve_.reset();
   if (!status.empty() || addresses.empty()) {
     connect_failures_[static_cast<size_t>(Reason::kDnsError)]++;
+    ++dns_failures_;
     Event e = MakeEvent("connect_failure", LogLevel::kWarn);
     e.has_reason = true;
     e.reason = Reason::kDnsError;
@@ -424,6 +433,7 @@ void Target::OnEstablished() {
   ctx_->log->Record(std::move(e));
 
   ScheduleCheck(loop_now);
+  if (address_watch_) address_watch_->Start(address_);
   if (config_->heartbeat) {
     if (!heartbeat_) {
       heartbeat_ = std::make_unique<HeartbeatTracker>(&*config_->heartbeat,
@@ -803,6 +813,7 @@ void Target::Close(std::string_view why, bool log) {
 
 void Target::CloseSocket(bool reset) {
   ctx_->checks_due->Cancel(&check_);
+  if (address_watch_) address_watch_->Stop();
   tls_.reset();
   handshaking_ = false;
   awaiting_verdict_ = false;
@@ -828,11 +839,49 @@ void Target::InheritCounters(const Target& old) {
   disconnects_ = old.disconnects_;
   icmp_errors_ = old.icmp_errors_;
   retransmits_closed_ = old.retransmits_closed_;
+  dns_failures_ = old.dns_failures_;
   *history_ = *old.history_;
   // The cut-off belongs to the path: kept while the address is the same.
   if (old.idle_cutoff_ && old.config_->address == config_->address) {
     idle_cutoff_ = std::make_unique<IdleCutoff>(*old.idle_cutoff_);
   }
+}
+
+void Target::OnAddressWatch(AddressWatch::Outcome outcome, const std::string& detail) {
+  switch (outcome) {
+    case AddressWatch::Outcome::kFailed: {
+      ++dns_failures_;
+      Event e = MakeEvent("dns_failure", LogLevel::kWarn);
+      e.has_reason = true;
+      e.reason = Reason::kDnsError;
+      e.detail = "re-resolution failed: " + detail + "; the connection is kept";
+      ctx_->log->Record(std::move(e));
+      return;
+    }
+    case AddressWatch::Outcome::kStale: {
+      std::string what = "held " + resolved_text_ + "; DNS now returns " + detail;
+      if (config_->on_address_change == AddressChange::kReconnect) {
+        ReconnectForAddressChange("address no longer in DNS: " + what);
+        return;
+      }
+      Event e = MakeEvent("address_stale", LogLevel::kWarn);
+      e.detail = std::move(what);
+      ctx_->log->Record(std::move(e));
+      return;
+    }
+    case AddressWatch::Outcome::kFresh:
+      return;  // the gauge says it; a returning address is no news worth a line
+  }
+}
+
+void Target::ReconnectForAddressChange(std::string why) {
+  // NOTE: as a reload's close, counted nowhere: the connection did not fail.
+  Close(why, true);
+  heartbeat_unsent_ = 0;
+  last_change_unix_ = UnixNow();
+  Transition(TargetEvent::kDied);
+  attempt_ = 0;
+  ArmTimerAt(LoopNow());  // the backoff timer, expired: a fresh lookup and connect
 }
 
 Event Target::MakeEvent(std::string kind, LogLevel level) const {
@@ -852,6 +901,9 @@ void Target::FillSnapshot(TargetSnapshot* out) const {
   out->up = up_;
   out->last_change_unix = last_change_unix_;
   out->resolved_address = resolved_text_;
+  out->resolves_name = address_watch_ != nullptr;
+  out->address_stale = address_watch_ && address_watch_->stale();
+  out->dns_failures = dns_failures_;
   out->has_last_event = has_last_event_;
   if (has_last_event_) {
     out->last_event_kind = kEventKinds[last_event_kind_];

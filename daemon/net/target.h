@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "net/address_watch.h"
 #include "net/admission.h"
 #include "net/check_scheduler.h"
 #include "core/config.h"
@@ -180,6 +181,10 @@ class Target {
   void NoteIdleDeath(Reason reason, const TcpSample& at_death, double lived);
 
   void CloseSocket(bool reset);
+  // A re-resolution of the held connection's name said something (net/address_watch.h).
+  void OnAddressWatch(AddressWatch::Outcome outcome, const std::string& detail);
+  // on_address_change: reconnect. Our own close, then an attempt at once.
+  void ReconnectForAddressChange(std::string why);
   Event MakeEvent(std::string kind, LogLevel level) const;
 
   // NOTE: the fields a periodic check reads come first, together: at 18,000
@@ -207,6 +212,9 @@ class Target {
   ResolvedAddress address_;  // current/last resolved address
   bool has_address_ = false;
   std::string resolved_text_;  // address_ as text, made once per resolution
+  // Names only (null for a numeric host): the re-resolution while up.
+  std::unique_ptr<AddressWatch> address_watch_;
+  uint64_t dns_failures_ = 0;  // connwatch_dns_failures_total
 
   double connect_started_ = 0;  // monotonic
   double up_since_ = 0;         // monotonic

@@ -149,13 +149,15 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
   };
   std::vector<std::string> names(targets.size());
   bool any_rtt = false, any_heartbeat = false, any_failure = false, any_disconnect = false,
-       any_icmp = false, any_tls = false, any_expiry = false, any_idle_cutoff = false;
+       any_icmp = false, any_tls = false, any_expiry = false, any_idle_cutoff = false,
+       any_name = false;
   for (size_t i = 0; i < targets.size(); ++i) {
     const TargetSnapshot& t = targets[i];
     if (t.config) AppendLabelValue(t.config->name, &names[i]);
     any_rtt |= t.has_rtt;
     any_heartbeat |= t.has_heartbeat;
     any_tls |= t.tls != nullptr;
+    any_name |= t.resolves_name;
     any_expiry |= t.tls && t.tls->earliest_expiry_unix > 0;
     any_idle_cutoff |= t.idle_cutoff_seconds > 0;
     for (size_t r = 0; r < kReasonCount; ++r) {
@@ -265,6 +267,13 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
     per_target(MetricId::kTargetIdleCutoff,
                [](const TargetSnapshot& t) { return t.idle_cutoff_seconds > 0; },
                [](const TargetSnapshot& t) { return t.idle_cutoff_seconds; });
+  }
+  if (any_name) {
+    auto resolves_name = [](const TargetSnapshot& t) { return t.resolves_name; };
+    per_target(MetricId::kTargetAddressStale, resolves_name,
+               [](const TargetSnapshot& t) { return t.address_stale ? 1.0 : 0.0; });
+    per_target(MetricId::kDnsFailures, resolves_name,
+               [](const TargetSnapshot& t) { return static_cast<double>(t.dns_failures); });
   }
   if (!buffer.empty()) write(buffer);
 }

@@ -238,6 +238,13 @@ void AddTargetFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out)
       MetricId::kTargetIdleCutoff, snapshot, names,
       [](const TargetSnapshot& t) { return t.idle_cutoff_seconds > 0; },
       [](const TargetSnapshot& t) { return t.idle_cutoff_seconds; }, out);
+  auto resolves_name = [](const TargetSnapshot& t) { return t.resolves_name; };
+  AddPerTargetFamily(
+      MetricId::kTargetAddressStale, snapshot, names, resolves_name,
+      [](const TargetSnapshot& t) { return t.address_stale ? 1.0 : 0.0; }, out);
+  AddPerTargetFamily(
+      MetricId::kDnsFailures, snapshot, names, resolves_name,
+      [](const TargetSnapshot& t) { return static_cast<double>(t.dns_failures); }, out);
 }
 
 void AddDaemonFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out) {
