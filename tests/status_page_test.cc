@@ -116,6 +116,7 @@ TEST(StatusPageTest, CompactJsonCarriesWhatThePageShows) {
   beta.history.Up(1000);
   beta.history.Down(1300, true);
   beta.history_at = 1600;
+  beta.idle_cutoff_seconds = 350.25;
   const std::string body = CompactTargetsJson(s, Parse("q=beta"));
   auto j = nlohmann::json::parse(body);
   const auto& d = j["data"];
@@ -133,7 +134,10 @@ TEST(StatusPageTest, CompactJsonCarriesWhatThePageShows) {
   EXPECT_DOUBLE_EQ(t["availability_1h"].get<double>(), 0.5);
   EXPECT_EQ(t["disconnects_1h"], 1);
   EXPECT_EQ(t["strip"].get<std::string>().size(), 60u);
+  EXPECT_DOUBLE_EQ(t["idle_cutoff_seconds"].get<double>(), 350.25);
   EXPECT_TRUE(d["targets"].size() == 1);
+  EXPECT_TRUE(CompactTargetsJson(s, Parse("q=alpha")).find("\"idle_cutoff_seconds\":null") !=
+              std::string::npos);
   EXPECT_TRUE(CompactTargetsJson(s, Parse("q=alpha")).find("\"failure\":null") != std::string::npos);
 }
 
@@ -164,6 +168,7 @@ TEST(StatusPageTest, PageReadsWithoutTheScript) {
   s.targets[1].last_failure_reason = Reason::kRefused;
   s.targets[1].last_failure_errno = 111;  // ECONNREFUSED
   s.targets[1].last_failure_unix = 1540;
+  s.targets[1].idle_cutoff_seconds = 350.2;
   const std::string page = RenderStatusPage(s, {}, Parse(""));
   EXPECT_THAT(page, HasSubstr("2 of 4 up, 2 down (backoff 1, connecting 1)"));
   // State as colour (class) and as a word.
@@ -172,6 +177,10 @@ TEST(StatusPageTest, PageReadsWithoutTheScript) {
   EXPECT_THAT(page, HasSubstr("<span class=\"state st-up\">up</span>"));
   EXPECT_THAT(page, HasSubstr("<span class=\"reason\">refused</span> (ECONNREFUSED) connect failure"));
   EXPECT_THAT(page, HasSubstr(">1m 0s ago<"));
+  EXPECT_THAT(page, HasSubstr(">idle cut-off at most 350.2s</div>"));
+  const std::string cutoff_div = "<div class=\"cutoff\"";
+  EXPECT_EQ(page.find(cutoff_div, page.find(cutoff_div) + 1), std::string::npos)
+      << "only the target with a cut-off shows one";
   EXPECT_THAT(page, HasSubstr("<td class=\"for\" title=\"since 1970-01-01 00:16:40 UTC\">10m 0s</td>"));
   EXPECT_THAT(page, HasSubstr("since it started"));
   EXPECT_THAT(page, HasSubstr("<form id=\"filter\" method=\"get\" action=\"./\""));

@@ -16,6 +16,11 @@ namespace connwatch {
 
 namespace {
 
+// Said on hover where a target shows an idle cut-off (docs/METRICS.md).
+constexpr std::string_view kCutoffTitle =
+    "Connections to this target keep dying at this idle age: a NAT, firewall or load balancer "
+    "on the path forgets idle flows. Set keepalive.idle well below it.";
+
 // "45s", "3m 12s", "2h 5m", "3d 4h".
 std::string Duration(double seconds) {
   if (seconds < 0) seconds = 0;
@@ -113,6 +118,12 @@ void AppendRow(const TargetSnapshot& t, double now, std::string* out) {
             Duration(now - t.last_failure_unix) + " ago</span>";
   } else {
     *out += "none";
+  }
+  if (t.idle_cutoff_seconds > 0) {
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%.1fs", t.idle_cutoff_seconds);  // as the script does
+    *out += "<div class=\"cutoff\" title=\"" + std::string(kCutoffTitle) +
+            "\">idle cut-off at most " + seconds + "</div>";
   }
   *out += "</td><td class=\"num\">" + Percent(r.Availability1h()) + "</td><td class=\"num\" title=\"over " +
           Duration(r.observed_1d) + " watched\">" + Percent(r.Availability1d()) +

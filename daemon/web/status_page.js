@@ -5,6 +5,8 @@
   "use strict";
   var REFRESH_MS = 5000;
   var EVENTS = 15;
+  var CUTOFF_TITLE = "Connections to this target keep dying at this idle age: a NAT, firewall " +
+      "or load balancer on the path forgets idle flows. Set keepalive.idle well below it.";
   var $ = function (id) { return document.getElementById(id); };
   var form = $("filter"), q = $("q"), state = $("state"), sort = $("sort"), live = $("live");
   var params = new URLSearchParams(window.location.search);
@@ -113,6 +115,11 @@
       fail.appendChild(ago);
     } else {
       fail.textContent = "none";
+    }
+    if (t.idle_cutoff_seconds) {
+      var cut = el("div", "cutoff", "idle cut-off at most " + t.idle_cutoff_seconds.toFixed(1) + "s");
+      cut.title = CUTOFF_TITLE;
+      fail.appendChild(cut);
     }
     tr.appendChild(fail);
     tr.appendChild(el("td", "num", percent(t.availability_1h)));

@@ -183,6 +183,7 @@ std::string CompactTargetsJson(const Snapshot& snapshot, const StatusQuery& quer
     j["availability_1d"] = NumberOrNull(r.Availability1d());
     j["observed_1d_seconds"] = r.observed_1d;
     j["disconnects_1h"] = r.disconnects_1h;
+    j["idle_cutoff_seconds"] = t.idle_cutoff_seconds > 0 ? Json(t.idle_cutoff_seconds) : Json(nullptr);
     j["strip"] = StripText(r);
     if (!first) out.push_back(',');
     first = false;
