@@ -74,7 +74,13 @@ Monitor::Monitor(Options options, EventLog* log)
   ctx_.resolver = &resolver_;
   ctx_.admission = &admission_;
   ctx_.checks_due = &checks_due_;
-  ctx_.closer = &closer_;
+  // NOTE: the off-loop closer stays unwired (ctx_.closer nullptr: close() on
+  // the loop). libev applies an ev_io_stop to epoll lazily, at the next
+  // iteration's fd_reify, so its epoll_ctl on a descriptor handed to the
+  // closer races that thread's close() (ThreadSanitizer, CI 2026-12-02), and
+  // after the close the number may already belong to a new socket. Wiring it
+  // back needs the loop to take the descriptor out of epoll itself first.
+  ctx_.closer = nullptr;
   ctx_.log = log_;
   ctx_.now = MonoNow();
   ctx_.event_reads = options_.event_reads;
