@@ -26,6 +26,9 @@
 #include "web/metrics_view.h"
 
 namespace connwatch {
+
+void ExpectPromtoolAccepts(const std::string& body);  // tests/metrics_view_test.cc
+
 namespace {
 
 using namespace connwatch::testing;  // NOLINT: the fixture and its helpers
@@ -154,6 +157,8 @@ TEST(CanaryMetrics, OnlyTargetsWithACanaryHaveItsSeries) {
                               "0.00025\n"));
   EXPECT_THAT(text, Not(HasSubstr("canary_up{target=\"fresh\"}")));
   EXPECT_THAT(text, Not(HasSubstr("canary_up{target=\"plain\"}")));
+  // The real consumer's linter accepts them.
+  ExpectPromtoolAccepts(text);
 }
 
 // --- End to end on loopback ---------------------------------------------------------
