@@ -529,7 +529,7 @@ TEST_F(HttpServerTest, TargetsJson) {
       "name",        "address",     "resolved_address", "labels",      "state",
       "up",          "since",       "last_event",       "connects",    "connect_failures",
       "disconnects", "icmp_errors", "rtt_seconds",      "retransmits", "heartbeat_seconds",
-      "idle_cutoff_seconds", "tls"};
+      "idle_cutoff_seconds", "canary", "tls"};
   for (const Json& t : targets) {
     EXPECT_EQ(t.size(), keys.size());
     for (const std::string& k : keys) EXPECT_TRUE(t.contains(k)) << k;

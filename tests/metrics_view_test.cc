@@ -201,6 +201,13 @@ Snapshot MakeSnapshot() {
   redis.retransmits_total = 17;
   redis.has_rtt = true;
   redis.rtt_seconds = 0.000421;
+  // Held up, new connections refused: its canary is down.
+  auto canary = std::make_shared<CanarySnapshot>();
+  canary->attempted = true;
+  canary->failures[R(Reason::kRefused)] = 6;
+  canary->has_duration = true;
+  canary->connect_seconds = 0.00031;
+  redis.canary = canary;
   s.targets.push_back(redis);
 
   TargetSnapshot db;

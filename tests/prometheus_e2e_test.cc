@@ -265,7 +265,7 @@ TEST_F(PrometheusE2E, ScrapesTargetsAlertsAndDashboardQueries) {
         for (const auto& group : j["data"]["groups"]) {
           for (const auto& rule : group["rules"]) ok += rule.value("health", "") == "ok";
         }
-        return ok == 10;
+        return ok == 12;
       },
       kDeadline);
   EXPECT_TRUE(rules_ok) << Api("rules").dump(2);
