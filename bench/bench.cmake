@@ -1,7 +1,7 @@
 # Benchmarks are not tests: CI runs only smokes of them so that they keep
 # working: the scale harness on a few hundred targets (no goals checked), the
 # HTTP surface harness on 200 (latency, bursts, the flood; nothing checked), and
-# the churn soak for 2 minutes on 400 targets (every check but the loop-stall
+# the churn soak for 75 s on 400 targets (every check but the loop-stall
 # one, which is reported: CI shares 2 cores with other tests).
 if(CONNWATCH_TESTS)
   find_package(Python3 COMPONENTS Interpreter)

@@ -28,7 +28,7 @@ checks:
 
 Usage:
   bench/soak.py --build build                      # 30 minutes, 2,000 targets
-  bench/soak.py --build build --smoke              # 2 minutes, 400 targets (CI)
+  bench/soak.py --build build --smoke              # 75 s, 400 targets (CI)
   bench/soak.py --duration 600 --targets 1000 --keep
 
 Exit status 0 when every check passed. A JSON summary goes to
@@ -689,7 +689,7 @@ def main():
     ap.add_argument("--duration", type=float, default=1800, help="seconds of churn (default 1800)")
     ap.add_argument("--targets", type=int, default=2000)
     ap.add_argument("--smoke", action="store_true",
-                    help="CI smoke: 120 s, 400 targets, 30 s warm-up, looser slope limits")
+                    help="CI smoke: 75 s, 400 targets, 20 s warm-up, looser slope limits")
     ap.add_argument("--warmup", type=float, default=300, help="seconds ignored by the slope checks")
     ap.add_argument("--sample-every", type=float, default=5)
     ap.add_argument("--calm-every", type=float, default=180,
@@ -705,13 +705,13 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()
     if args.smoke:
-        args.duration = min(args.duration, 120)
+        args.duration = min(args.duration, 75)
         args.targets = min(args.targets, 400)
-        args.warmup = 30
+        args.warmup = 20
         args.sample_every = 2
         args.calm_every = 25
         args.max_loop_stalls = -1  # a shared CI host makes this noise: report only
-        # Two minutes are too short to tell a slow leak from allocator warm-up.
+        # A minute is too short to tell a slow leak from allocator warm-up.
         args.max_rss_slope = max(args.max_rss_slope, 2000.0)
         args.max_fd_slope = max(args.max_fd_slope, 20.0)
     args.daemon = args.daemon or os.path.join(args.build, "connwatchd")

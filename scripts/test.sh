@@ -12,9 +12,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # With no arguments (a whole run), also:
 #  - the unit and integration suite again under AddressSanitizer+UBSan and
 #    under ThreadSanitizer (scripts/sanitize.sh; SKIP_SANITIZERS=1 skips);
-#  - every libFuzzer target for 30 s from its seed corpus (scripts/fuzz.sh;
+#  - every libFuzzer target for 15 s from its seed corpus (scripts/fuzz.sh;
 #    SKIP_FUZZ=1 skips).
 if [ $# -eq 0 ]; then
   if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then scripts/sanitize.sh; fi
-  if [ "${SKIP_FUZZ:-0}" != 1 ]; then scripts/fuzz.sh 30; fi
+  if [ "${SKIP_FUZZ:-0}" != 1 ]; then scripts/fuzz.sh 15; fi
 fi
