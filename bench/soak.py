@@ -350,7 +350,7 @@ class Soak:
         self.write_config()
         self.log_file = open(self.log_path, "wb")
         self.daemon = subprocess.Popen(
-            [self.args.daemon, "--config.file=" + self.config_path,
+            [self.args.daemon, "--config.file=" + self.config_path, "--storage.path=",
              "--web.listen-address=127.0.0.1:0", "--log.level=info"],
             stdout=self.log_file, stderr=self.log_file)
         port = None

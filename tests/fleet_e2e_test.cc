@@ -64,7 +64,7 @@ class FleetE2E : public ::testing::Test {
 
   int StartShard(const std::string& config, const std::string& spec) {
     shards_.push_back(std::make_unique<Subprocess>(std::vector<std::string>{
-        CONNWATCHD_BINARY, "--config.file=" + config, "--web.listen-address=127.0.0.1:0",
+        CONNWATCHD_BINARY, "--storage.path=", "--config.file=" + config, "--web.listen-address=127.0.0.1:0",
         "--shard=" + spec}));
     std::string line = shards_.back()->WaitForLine("msg=listening", milliseconds(5000));
     return line.empty() ? 0 : std::stoi(testing::LogfmtValue(line, "port"));

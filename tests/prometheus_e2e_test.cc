@@ -65,7 +65,7 @@ class PrometheusE2E : public ::testing::Test {
 
   // Starts connwatchd on `config` with `extra` flags; returns its port.
   int StartDaemon(const std::string& config, std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {CONNWATCHD_BINARY, "--config.file=" + config,
+    std::vector<std::string> argv = {CONNWATCHD_BINARY, "--storage.path=", "--config.file=" + config,
                                      "--web.listen-address=127.0.0.1:0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     daemon_ = std::make_unique<Subprocess>(argv);

@@ -307,6 +307,26 @@ std::vector<Event> EventLog::Recent(size_t limit) const {
   return out;
 }
 
+std::vector<Event> EventLog::Ring(uint64_t* next_seq) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  *next_seq = next_seq_;
+  return std::vector<Event>(ring_.begin(), ring_.end());
+}
+
+bool EventLog::Restore(std::vector<Event> events, uint64_t next_seq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!ring_.empty() || next_seq_ != 1) return false;
+  uint64_t last = 0;
+  for (const Event& e : events) {
+    if (e.seq <= last) return false;
+    last = e.seq;
+  }
+  const size_t skip = events.size() > kRingSize ? events.size() - kRingSize : 0;
+  for (size_t i = skip; i < events.size(); ++i) ring_.push_back(std::move(events[i]));
+  next_seq_ = std::max(next_seq, last + 1);
+  return true;
+}
+
 std::unique_ptr<EventFollowers::Follower> EventLog::Follow(std::string target, uint64_t after_seq,
                                                           size_t limit) {
   std::lock_guard<std::mutex> lock(mu_);

@@ -149,6 +149,15 @@ class EventLog {
 
   // Most recent first, at most `limit`.
   std::vector<Event> Recent(size_t limit = kRingSize) const;
+  // The whole ring, oldest first, and the seq the next event will get, taken
+  // together (the state file, monitor/state_store.h).
+  std::vector<Event> Ring(uint64_t* next_seq) const;
+  // At start-up, before any Record: puts the events of the last run (oldest
+  // first, with their seqs) in the ring, without writing or delivering them,
+  // and numbers the events from here on after them (from `next_seq`, or
+  // after the last of them if that is higher). Returns false and changes
+  // nothing when the ring is not empty or the seqs do not increase.
+  bool Restore(std::vector<Event> events, uint64_t next_seq);
   uint64_t total_recorded() const;
 
   // A live follower of the events recorded from now on (of `target` only,

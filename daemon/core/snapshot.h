@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/idle_cutoff.h"
 #include "core/probe.h"
 #include "core/reason.h"
 #include "core/tcp_sample.h"
@@ -50,6 +51,9 @@ struct TargetSnapshot {
   std::array<uint64_t, kReasonCount> icmp_errors{};       // soft ICMP errors, by Reason index
   // The idle cut-off inferred from this target's deaths (core/idle_cutoff.h), 0 if none.
   double idle_cutoff_seconds = 0;
+  // The inference behind it (the state file keeps it); null before a death
+  // that could be such a cut.
+  std::shared_ptr<const IdleCutoff> idle_cutoff;
   uint64_t retransmits_total = 0;  // summed over this target's connections.
   bool has_rtt = false;
   double rtt_seconds = 0;          // smoothed RTT of the current/last connection.
@@ -91,6 +95,10 @@ struct Snapshot {
   double last_reload_success_unix = 0;
   ShardConfig shard;                  // connwatch_shard_info
   uint64_t shard_targets_skipped = 0;  // connwatch_shard_targets_skipped
+  // The state file (--storage.path): writes that failed, and when the last
+  // one succeeded (0: none yet in this run).
+  uint64_t state_write_failures = 0;
+  double state_last_write_success_unix = 0;
 };
 
 // What the HTTP surface needs from the daemon. Implemented by Monitor; faked

@@ -22,6 +22,7 @@
 #include "core/event_log.h"
 #include "net/resolver.h"
 #include "core/snapshot.h"
+#include "monitor/state_store.h"
 #include "net/target.h"
 
 namespace connwatch {
@@ -51,6 +52,11 @@ class Monitor : public DaemonControl {
     double handshake_slice = 0.005;
     // --shard=I/N: overrides the file's global.shard at every load.
     std::optional<ShardConfig> shard = std::nullopt;
+    // --storage.path: the directory of the state file (monitor/state_store.h);
+    // empty: no state is read or written. Written every storage_interval
+    // seconds and at shutdown.
+    std::string storage_path = "";
+    double storage_interval = 60;
   };
 
   Monitor(Options options, EventLog* log);
@@ -129,6 +135,11 @@ class Monitor : public DaemonControl {
   static constexpr size_t kSnapshotSlice = 2000;
   void ContinueSnapshot(const std::shared_ptr<SnapshotJob>& job);
   void ShutdownInLoop();
+  // The state file: restored at Start, a snapshot handed to the store's
+  // writer every storage_interval (StorageCb), one written at shutdown.
+  void RestoreState(const StoredState& saved);
+  static void StorageCb(struct ev_loop* loop, ev_timer* w, int revents);
+  void WriteStateAtShutdown();
 
   // Destroys the loop after every watcher on it (declared before them).
   struct LoopOwner {
@@ -155,6 +166,9 @@ class Monitor : public DaemonControl {
 
   ev_async async_;
   ev_timer tick_;
+  std::unique_ptr<StateStore> store_;  // null: --storage.path empty
+  ev_timer storage_timer_;
+  bool state_copy_running_ = false;  // a snapshot for the store is being copied
   // Busy time per iteration: from the wake-up (check) to the next block (prepare).
   ev_prepare prepare_;
   ev_check check_;

@@ -200,6 +200,10 @@ void Target::OnResolved(const std::string& status, std::vector<ResolvedAddress> 
     e.has_reason = true;
     e.reason = Reason::kDnsError;
     e.detail = status.empty() ? "no address" : status;
+    if (restored_up_) {
+      last_change_unix_ = e.unix_time;  // as in ConnectFailed
+      restored_up_ = false;
+    }
     has_last_event_ = true;
     last_event_kind_ = kKindConnectFailure;
     last_reason_ = Reason::kDnsError;
@@ -417,7 +421,9 @@ void Target::OnEstablished() {
     e.detail = tls_peer_->version + " " + tls_peer_->cipher;
   }
   e.tcp = last_sample_;
-  last_change_unix_ = e.unix_time;
+  // Up before the restart and up again after it: the target did not change.
+  if (!restored_up_) last_change_unix_ = e.unix_time;
+  restored_up_ = false;
   if (has_last_event_ && last_event_kind_ != kKindConnect) {
     // The status page shows the last failure while the target is up again
     // (last_reason_ and last_detected_by_ keep it: a connect sets neither).
@@ -458,6 +464,11 @@ void Target::ConnectFailed(Reason reason, int err, std::string detail) {
   e.reason = reason;
   e.err = err;
   e.detail = std::move(detail);
+  if (restored_up_) {
+    // Up when the last run saved it, down now: a change, seen at this failure.
+    last_change_unix_ = e.unix_time;
+    restored_up_ = false;
+  }
   has_last_event_ = true;
   last_event_kind_ = kKindConnectFailure;
   last_reason_ = reason;
@@ -847,6 +858,49 @@ void Target::InheritCounters(const Target& old) {
   }
 }
 
+void Target::Restore(const StoredTarget& saved, double mono_delta) {
+  auto kind_index = [](std::string_view kind) -> uint8_t {
+    if (kind == "connect_failure") return kKindConnectFailure;
+    if (kind == "disconnect") return kKindDisconnect;
+    return kKindConnect;
+  };
+  connects_ = saved.connects;
+  connect_failures_ = saved.connect_failures;
+  disconnects_ = saved.disconnects;
+  icmp_errors_ = saved.icmp_errors;
+  retransmits_closed_ = saved.retransmits;
+  dns_failures_ = saved.dns_failures;
+  last_change_unix_ = saved.last_change_unix;
+  restored_up_ = saved.up;
+  has_last_event_ = saved.has_last_event;
+  last_event_kind_ = kind_index(saved.last_event_kind);
+  last_errno_ = saved.last_errno;
+  last_event_unix_ = saved.last_event_unix;
+  has_last_detected_by_ = saved.has_last_detected_by;
+  last_detected_by_ = saved.last_detected_by;
+  // A connect sets no reason: after one, last_reason_ is the last failure's.
+  last_reason_ = saved.has_last_event && last_event_kind_ != kKindConnect
+                     ? saved.last_reason
+                     : saved.last_failure_reason;
+  last_failure_kind_ = kind_index(saved.last_failure_kind);
+  last_failure_errno_ = saved.last_failure_errno;
+  last_failure_unix_ = saved.last_failure_unix;
+  has_rtt_ = saved.has_rtt;
+  last_sample_.rtt_us = static_cast<uint32_t>(std::lround(saved.rtt_seconds * 1e6));
+  if (saved.tls) tls_peer_ = saved.tls;
+  UpHistory history;
+  if (UpHistory::Load(saved.history, &history)) {
+    *history_ = history.Rebased(mono_delta);
+    history_->Unobserved(saved.history_at + mono_delta, MonoNow());
+  }
+  IdleCutoff cutoff;
+  if (saved.has_idle_cutoff && IdleCutoff::Restore(saved.idle_ages, saved.idle_count,
+                                                   saved.idle_next, saved.idle_cutoff_seconds,
+                                                   &cutoff)) {
+    idle_cutoff_ = std::make_unique<IdleCutoff>(cutoff);
+  }
+}
+
 void Target::OnAddressWatch(AddressWatch::Outcome outcome, const std::string& detail) {
   switch (outcome) {
     case AddressWatch::Outcome::kFailed: {
@@ -918,6 +972,7 @@ void Target::FillSnapshot(TargetSnapshot* out) const {
   out->disconnects = disconnects_;
   out->icmp_errors = icmp_errors_;
   out->idle_cutoff_seconds = idle_cutoff_ ? idle_cutoff_->seconds() : 0;
+  if (idle_cutoff_) out->idle_cutoff = std::make_shared<const IdleCutoff>(*idle_cutoff_);
   out->retransmits_total = retransmits_closed_ + (up_ ? last_sample_.total_retrans : 0);
   out->has_rtt = has_rtt_;
   out->rtt_seconds = last_sample_.rtt_us / 1e6;

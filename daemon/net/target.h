@@ -37,6 +37,7 @@
 #include "net/socket_closer.h"
 #include "net/tls_session.h"
 #include "core/snapshot.h"
+#include "core/state_file.h"
 #include "core/target_state.h"
 #include "core/up_history.h"
 
@@ -118,6 +119,12 @@ class Target {
   void Close(std::string_view why, bool log);
   // Carries counters over from a target of the same name whose config changed.
   void InheritCounters(const Target& old);
+  // At start-up, before Start(): what the last run saved of this target (the
+  // caller checked that name and address match). `mono_delta` is this
+  // process's monotonic clock minus the saving one's at the same instant.
+  // Counters, the last event and failure, the last change, the history (the
+  // time between the save and now unobserved), RTT, TLS peer, idle cut-off.
+  void Restore(const StoredTarget& saved, double mono_delta);
 
   const TargetConfig& config() const { return *config_; }
   TargetState state() const { return state_; }
@@ -219,6 +226,10 @@ class Target {
   double connect_started_ = 0;  // monotonic
   double up_since_ = 0;         // monotonic
   double last_change_unix_ = 0;
+  // Restored from a state file saved while up: until the first attempt ends,
+  // last_change_unix_ is the last run's (a connect is no change then, a
+  // failure is one).
+  bool restored_up_ = false;
 
   uint64_t connects_ = 0;
   std::array<uint64_t, kReasonCount> connect_failures_{};

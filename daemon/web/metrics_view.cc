@@ -304,6 +304,8 @@ void AddDaemonFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out)
   }
   AddScalar(MetricId::kShardTargetsSkipped, static_cast<double>(snapshot.shard_targets_skipped),
             out);
+  AddScalar(MetricId::kStateWriteFailures, static_cast<double>(snapshot.state_write_failures), out);
+  AddScalar(MetricId::kStateLastWriteSuccessTimestamp, snapshot.state_last_write_success_unix, out);
 }
 
 void AddBuildInfo(std::vector<MetricFamily>* out) {

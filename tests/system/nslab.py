@@ -589,7 +589,7 @@ class Daemon:
         if nofile is not None:
             soft_hard = nofile if ":" in str(nofile) else f"{nofile}:{nofile}"
             argv += ["prlimit", f"--nofile={soft_hard}", "--"]
-        argv += [binary, f"--config.file={self.config_path}",
+        argv += [binary, f"--config.file={self.config_path}", "--storage.path=",
                  f"--web.listen-address=127.0.0.1:{self.PORT}", "--log.level=info"] + list(extra)
         self.argv = argv
         self._parse_lock = threading.Lock()
