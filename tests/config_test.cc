@@ -858,5 +858,89 @@ TEST(ConfigProbes, ListsTakePartInEquality) {
   EXPECT_FALSE(load("") == load("    report_icmp: true\n"));
 }
 
+// canary: absent means none; a map turns it on (30s by default), merged key
+// by key over the defaults' canary; the timeout follows the target's own
+// connect_timeout unless set; false turns off one set in defaults.
+TEST(ConfigCanary, DefaultsMergingTimeoutAndOff) {
+  ConfigLoadResult plain = LoadConfigString(R"(
+targets:
+  - address: 192.0.2.1:80
+  - address: 192.0.2.2:80
+    connect_timeout: 2s
+    canary: {}
+  - address: 192.0.2.3:80
+    canary: {interval: 250ms, timeout: 100ms}
+)",
+                                            "c.yaml", "");
+  ASSERT_TRUE(plain.config) << Dump(plain);
+  const auto& t = plain.config->targets;
+  EXPECT_FALSE(t[0]->canary);
+  ASSERT_TRUE(t[1]->canary);
+  EXPECT_EQ(*t[1]->canary, (CanaryConfig{Millis(30000), Millis(2000)}));
+  ASSERT_TRUE(t[2]->canary);
+  EXPECT_EQ(*t[2]->canary, (CanaryConfig{Millis(250), Millis(100)}));
+
+  ConfigLoadResult inherited = LoadConfigString(R"(
+defaults:
+  connect_timeout: 3s
+  canary: {interval: 10s}
+targets:
+  - address: 192.0.2.1:80
+  - address: 192.0.2.2:80
+    connect_timeout: 700ms
+    canary: {timeout: 1s}
+  - address: 192.0.2.3:80
+    connect_timeout: 700ms
+  - address: 192.0.2.4:80
+    canary: false
+  - address: 192.0.2.5:80
+    canary:
+)",
+                                                "d.yaml", "");
+  ASSERT_TRUE(inherited.config) << Dump(inherited);
+  const auto& u = inherited.config->targets;
+  ASSERT_TRUE(u[0]->canary);
+  EXPECT_EQ(*u[0]->canary, (CanaryConfig{Millis(10000), Millis(3000)}));
+  ASSERT_TRUE(u[1]->canary);
+  EXPECT_EQ(*u[1]->canary, (CanaryConfig{Millis(10000), Millis(1000)}));
+  ASSERT_TRUE(u[2]->canary);
+  EXPECT_EQ(*u[2]->canary, (CanaryConfig{Millis(10000), Millis(700)}));
+  EXPECT_FALSE(u[3]->canary);
+  EXPECT_FALSE(u[4]->canary);
+}
+
+TEST(ConfigCanary, BadValuesHaveTheirPlace) {
+  ConfigLoadResult r = LoadConfigString(R"(targets:
+  - address: 192.0.2.1:80
+    canary: {interval: 10ms}
+  - address: 192.0.2.2:80
+    canary: {interval: 30s, timeout: 0s, every: 1m}
+  - address: 192.0.2.3:80
+    canary: 30s
+)",
+                                        "bad.yaml", "");
+  EXPECT_FALSE(r.config);
+  EXPECT_EQ(Dump(r),
+            "bad.yaml:3:24: targets[0].canary.interval: must be between 100ms and 1d, got 10ms\n"
+            "bad.yaml:5:38: targets[1].canary.timeout: must be greater than 0\n"
+            "bad.yaml:5:42: targets[1].canary: unknown key \"every\"\n"
+            "bad.yaml:7:13: targets[2].canary: expected a map (interval, timeout; {} for the "
+            "defaults), or false to turn the canary off, got the string \"30s\"\n");
+}
+
+// A changed canary is a changed target (it reconnects on reload, as any
+// other setting); the same canary is equal.
+TEST(ConfigCanary, TakesPartInEquality) {
+  auto load = [](const std::string& extra) {
+    ConfigLoadResult r =
+        LoadConfigString("targets:\n  - address: 192.0.2.1:80\n" + extra, "e.yaml", "");
+    EXPECT_TRUE(r.config) << Dump(r);
+    return r.config ? *r.config->targets[0] : TargetConfig{};
+  };
+  EXPECT_EQ(load("    canary: {interval: 30s}\n"), load("    canary: {}\n"));
+  EXPECT_FALSE(load("") == load("    canary: {}\n"));
+  EXPECT_FALSE(load("    canary: {interval: 30s}\n") == load("    canary: {interval: 31s}\n"));
+}
+
 }  // namespace
 }  // namespace connwatch

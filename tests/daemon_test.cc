@@ -155,6 +155,52 @@ TEST_F(DaemonTest, ServesHealthReadyMetricsAndApi) {
   EXPECT_FALSE(testing::LogfmtValue(line, "rtt").empty()) << line;
 }
 
+// The canary through the binary: its series (linted by promtool), its event
+// lines in logfmt, and the API's canary object, while the peer's listener is
+// closed and its accepted connection kept.
+TEST_F(DaemonTest, CanaryFailsBesideAHeldConnectionAndRecovers) {
+  config_ = dir_.Write("connwatch.yaml",
+                       Config("alpha") + "    canary: {interval: 100ms, timeout: 500ms}\n");
+  Launch();
+  ASSERT_TRUE(MetricsContain("connwatch_target_canary_up{target=\"alpha\"} 1"))
+      << Get("/metrics").body << daemon_->Output();
+  ASSERT_TRUE(MetricsContain("connwatch_target_canary_connect_duration_seconds{target=\"alpha\"} "));
+  peer_.StopListening();
+  std::string line = daemon_->WaitForLine("event=canary_failure", kDeadline);
+  ASSERT_FALSE(line.empty()) << daemon_->Output();
+  EXPECT_EQ(testing::LogfmtValue(line, "level"), "warn") << line;
+  EXPECT_EQ(testing::LogfmtValue(line, "target"), "alpha") << line;
+  EXPECT_EQ(testing::LogfmtValue(line, "reason"), "refused") << line;
+  EXPECT_EQ(testing::LogfmtValue(line, "errno"), "ECONNREFUSED") << line;
+  ASSERT_TRUE(MetricsContain("connwatch_target_canary_up{target=\"alpha\"} 0"));
+  HttpResponse m = Get("/metrics");
+  EXPECT_NE(m.body.find("connwatch_target_up{target=\"alpha\"} 1"), std::string::npos) << m.body;
+  EXPECT_NE(m.body.find("connwatch_target_canary_failures_total{target=\"alpha\",reason=\"refused\"} "),
+            std::string::npos)
+      << m.body;
+  TempDir tmp;
+  RunResult lint = RunProgram(
+      {"/bin/sh", "-c", "promtool check metrics < " + tmp.Write("metrics.txt", m.body)},
+      kRunTimeout);
+  EXPECT_EQ(lint.status, 0) << lint.output;
+  HttpResponse api = Get("/api/v1/targets");
+  EXPECT_NE(api.body.find("\"canary\":{\"interval_seconds\":0.1,\"up\":false"), std::string::npos)
+      << api.body;
+  ASSERT_EQ(peer_.Listen(), "");
+  line = daemon_->WaitForLine("event=canary_recovered", kDeadline);
+  ASSERT_FALSE(line.empty()) << daemon_->Output();
+  EXPECT_EQ(testing::LogfmtValue(line, "level"), "info") << line;
+  EXPECT_TRUE(MetricsContain("connwatch_target_canary_up{target=\"alpha\"} 1"));
+  // One line per change: the refused attempts in between logged nothing.
+  const std::string out = daemon_->Output();
+  size_t failures = 0;
+  for (size_t at = out.find("event=canary_failure"); at != std::string::npos;
+       at = out.find("event=canary_failure", at + 1)) {
+    ++failures;
+  }
+  EXPECT_EQ(failures, 1u) << out;
+}
+
 // connwatch_target_up_seconds_total through /metrics: it grows while the
 // target is up, by no more than the time that passed, and stands still while
 // the target is down (flaps shorter than a scrape: UpHistoryTest).

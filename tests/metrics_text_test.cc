@@ -80,6 +80,17 @@ Snapshot RandomSnapshot(std::mt19937_64& rng, size_t targets) {
       tls->earliest_expiry_unix = chance(80) ? doubles[pick(std::size(doubles))] : 0;
       t.tls = tls;
     }
+    if (chance(40)) {
+      auto canary = std::make_shared<CanarySnapshot>();
+      canary->attempted = chance(80);
+      canary->up = canary->attempted && chance(50);
+      canary->has_duration = canary->attempted && chance(70);
+      canary->connect_seconds = doubles[pick(std::size(doubles))];
+      for (size_t r = 0; r < kReasonCount; ++r) {
+        if (canary->attempted && chance(15)) canary->failures[r] = 1 + pick(1000);
+      }
+      t.canary = canary;
+    }
     t.has_heartbeat = chance(30);
     t.heartbeat_seconds = std::uniform_real_distribution<double>(0, 3)(rng);
     snap.targets.push_back(std::move(t));

@@ -117,6 +117,12 @@ TEST(StatusPageTest, CompactJsonCarriesWhatThePageShows) {
   beta.history.Down(1300, true);
   beta.history_at = 1600;
   beta.idle_cutoff_seconds = 350.25;
+  auto canary = std::make_shared<CanarySnapshot>();
+  canary->attempted = true;
+  canary->since_unix = 1450;
+  canary->last_reason = Reason::kRefused;
+  canary->last_errno = 111;  // ECONNREFUSED
+  beta.canary = canary;
   const std::string body = CompactTargetsJson(s, Parse("q=beta"));
   auto j = nlohmann::json::parse(body);
   const auto& d = j["data"];
@@ -135,6 +141,12 @@ TEST(StatusPageTest, CompactJsonCarriesWhatThePageShows) {
   EXPECT_EQ(t["disconnects_1h"], 1);
   EXPECT_EQ(t["strip"].get<std::string>().size(), 60u);
   EXPECT_DOUBLE_EQ(t["idle_cutoff_seconds"].get<double>(), 350.25);
+  EXPECT_EQ(t["canary"]["up"], false);
+  EXPECT_EQ(t["canary"]["since"], 1450);
+  EXPECT_EQ(t["canary"]["reason"], "refused");
+  EXPECT_EQ(t["canary"]["errno"], "ECONNREFUSED");
+  EXPECT_TRUE(CompactTargetsJson(s, Parse("q=alpha")).find("\"canary\":null") !=
+              std::string::npos);
   EXPECT_TRUE(d["targets"].size() == 1);
   EXPECT_TRUE(CompactTargetsJson(s, Parse("q=alpha")).find("\"idle_cutoff_seconds\":null") !=
               std::string::npos);
@@ -169,7 +181,20 @@ TEST(StatusPageTest, PageReadsWithoutTheScript) {
   s.targets[1].last_failure_errno = 111;  // ECONNREFUSED
   s.targets[1].last_failure_unix = 1540;
   s.targets[1].idle_cutoff_seconds = 350.2;
+  // beta (down): new connections work; alpha (up): they fail.
+  auto works = std::make_shared<CanarySnapshot>();
+  works->attempted = true;
+  works->up = true;
+  s.targets[1].canary = works;
+  auto fails = std::make_shared<CanarySnapshot>();
+  fails->attempted = true;
+  fails->since_unix = 1480;
+  fails->last_reason = Reason::kTimeout;
+  s.targets[0].canary = fails;
   const std::string page = RenderStatusPage(s, {}, Parse(""));
+  EXPECT_THAT(page, HasSubstr(">new connections work</div>"));
+  EXPECT_THAT(page, HasSubstr("<div class=\"canary canary-down\""));
+  EXPECT_THAT(page, HasSubstr(">new connections fail: timeout for 2m 0s</div>"));
   EXPECT_THAT(page, HasSubstr("2 of 4 up, 2 down (backoff 1, connecting 1)"));
   // State as colour (class) and as a word.
   EXPECT_THAT(page, HasSubstr("<span class=\"state st-down\">down</span>"));

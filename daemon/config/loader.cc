@@ -59,15 +59,16 @@ constexpr std::string_view kSettingKeys[] = {
     "connect_timeout", "check_interval", "keepalive",    "user_timeout", "backoff",
     "address_family",  "source_address", "startup_jitter", "check_jitter", "heartbeat",
     "probes",          "report_icmp",    "tls",            "resolve_interval",
-    "on_address_change"};
+    "on_address_change", "canary"};
 constexpr std::string_view kTargetKeys[] = {
     "name",           "address",        "labels",         "connect_timeout", "check_interval",
     "keepalive",      "user_timeout",   "backoff",        "address_family",  "source_address",
     "startup_jitter", "check_jitter",   "heartbeat",      "probes",          "report_icmp",
-    "tls",            "resolve_interval", "on_address_change"};
+    "tls",            "resolve_interval", "on_address_change", "canary"};
 constexpr std::string_view kKeepaliveKeys[] = {"idle", "interval", "count"};
 constexpr std::string_view kBackoffKeys[] = {"initial", "max"};
 constexpr std::string_view kHeartbeatKeys[] = {"send", "expect", "interval", "timeout", "fall"};
+constexpr std::string_view kCanaryKeys[] = {"interval", "timeout"};
 constexpr std::string_view kProbeWords[] = {"peek", "zero_send", "tcp_info", "so_error"};
 constexpr std::string_view kTlsKeys[] = {"server_name", "ca_file",           "cert_file",
                                          "key_file",    "insecure_skip_verify", "min_version"};
@@ -105,6 +106,11 @@ struct Settings {
   Field<Millis> heartbeat_interval;
   Field<Millis> heartbeat_timeout;
   Field<int> heartbeat_fall;
+  // `canary:` absent (inherit), false/null (off), or a map (on, merged key
+  // by key over the defaults' canary).
+  enum class Canary : uint8_t { kInherit, kOff, kOn } canary = Canary::kInherit;
+  Field<Millis> canary_interval;
+  Field<Millis> canary_timeout;
   Field<ProbeList> probes;
   Field<bool> report_icmp;
   Field<Millis> resolve_interval;
@@ -198,6 +204,20 @@ void ApplySettings(const Settings& own, const Settings& d, TargetConfig* target)
         Resolve(own.heartbeat_fall, merge ? &d.heartbeat_fall : nullptr, hb_builtin.fall).value;
     target->heartbeat = std::move(hb);
   }
+
+  Settings::Canary canary = own.canary;
+  if (canary == Settings::Canary::kInherit) canary = d.canary;
+  if (canary == Settings::Canary::kOn) {
+    const bool merge = d.canary == Settings::Canary::kOn;
+    CanaryConfig c;
+    c.interval =
+        Resolve(own.canary_interval, merge ? &d.canary_interval : nullptr, c.interval).value;
+    // Unset everywhere: the target's own connect_timeout.
+    c.timeout = Resolve(own.canary_timeout, merge ? &d.canary_timeout : nullptr,
+                        target->connect_timeout)
+                    .value;
+    target->canary = c;
+  }
 }
 
 // Where a file's errors are reported and its includes resolved.
@@ -254,6 +274,8 @@ class Loader {
                     Settings* s);
   void ParseHeartbeat(const SourceFile& f, const YamlNode* node, const std::string& path,
                       Settings* s);
+  void ParseCanary(const SourceFile& f, const YamlNode* node, const std::string& path,
+                   Settings* s);
   std::optional<ProbeList> Probes(const SourceFile& f, const YamlNode* node,
                                   const std::string& path);
   std::optional<bool> Boolean(const SourceFile& f, const YamlNode* node, const std::string& path);
@@ -548,6 +570,41 @@ void Loader::ParseHeartbeat(const SourceFile& f, const YamlNode* node, const std
               });
 }
 
+void Loader::ParseCanary(const SourceFile& f, const YamlNode* node, const std::string& path,
+                         Settings* s) {
+  if (node->kind == YamlNode::Kind::kNull ||
+      (node->kind == YamlNode::Kind::kScalar && node->plain && node->value == "false")) {
+    s->canary = Settings::Canary::kOff;
+    return;
+  }
+  if (node->kind != YamlNode::Kind::kMap) {
+    Error(f, node, path,
+          "expected a map (interval, timeout; {} for the defaults), or false to turn the "
+          "canary off, got " +
+              Describe(node));
+    return;
+  }
+  s->canary = Settings::Canary::kOn;
+  ForEachPair(f, node, path,
+              [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
+                std::string p = Join(path, key);
+                if (key == "interval") {
+                  std::optional<Millis> d = Duration(f, value, p);
+                  if (d && (*d < kMinCanaryInterval || *d > kMaxCanaryInterval)) {
+                    Error(f, value, p,
+                          "must be between " + FormatDuration(kMinCanaryInterval) + " and " +
+                              FormatDuration(kMaxCanaryInterval) + ", got " + FormatDuration(*d));
+                    d.reset();
+                  }
+                  s->canary_interval = {d, value};
+                } else if (key == "timeout") {
+                  s->canary_timeout = {Positive(f, value, p), value};
+                } else {
+                  Error(f, key_node, path, UnknownKeyMessage(key, kCanaryKeys));
+                }
+              });
+}
+
 bool Loader::ParseSetting(const SourceFile& f, std::string_view key, const YamlNode* value,
                           const std::string& parent, Settings* s) {
   const std::string path = Join(parent, key);
@@ -601,6 +658,8 @@ bool Loader::ParseSetting(const SourceFile& f, std::string_view key, const YamlN
     s->check_jitter = {Duration(f, value, path), value};
   } else if (key == "heartbeat") {
     ParseHeartbeat(f, value, path, s);
+  } else if (key == "canary") {
+    ParseCanary(f, value, path, s);
   } else if (key == "probes") {
     s->probes = {Probes(f, value, path), value};
   } else if (key == "report_icmp") {
@@ -1405,6 +1464,7 @@ std::vector<ConfigKeyGroup> ConfigKeyGroups() {
           group("defaults", kSettingKeys),
           group("targets[]", kTargetKeys), group("keepalive", kKeepaliveKeys),
           group("backoff", kBackoffKeys), group("heartbeat", kHeartbeatKeys),
+          group("canary", kCanaryKeys),
           group("tls", kTlsKeys)};
 }
 

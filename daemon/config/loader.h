@@ -25,8 +25,9 @@ ConfigLoadResult LoadConfigString(const std::string& text, const std::string& na
 // The keys the loader accepts, map by map: "" (the main file's top level),
 // "included" (an included file's top level), "global", "defaults",
 // "targets[]" (one target), and the maps nested in a target or the defaults
-// ("keepalive", "backoff", "heartbeat"). A key named like one of these maps
-// holds that map ("targets" holds a list of "targets[]"). The docs tests
+// ("keepalive", "backoff", "heartbeat", "canary", "tls"; "shard" in global).
+// A key named like one of these maps holds that map ("targets" holds a list
+// of "targets[]"). The docs tests
 // compare this with docs/CONFIG.md, connwatch.yaml(5) and the JSON schema,
 // both ways, so a key added here fails them until it is documented.
 struct ConfigKeyGroup {

@@ -56,6 +56,19 @@ struct HeartbeatConfig {
   bool operator==(const HeartbeatConfig&) const = default;
 };
 
+// `canary:` of a target: every `interval`, a fresh connection beside the held
+// one, through the same admission as every connect, completed (TCP, and the
+// TLS handshake of a TLS target) and closed with RST (net/canary.h).
+inline constexpr Millis kMinCanaryInterval{100};
+inline constexpr Millis kMaxCanaryInterval{86400000};
+struct CanaryConfig {
+  Millis interval{30000};
+  // How long the connect (and the TLS handshake) may take; the loader fills
+  // in the target's connect_timeout when `timeout` is set nowhere.
+  Millis timeout{5000};
+  bool operator==(const CanaryConfig&) const = default;
+};
+
 // Protocol versions as Prometheus' tls_config and the exporter-toolkit spell
 // them: TLS10 ... TLS13.
 enum class TlsVersion : uint8_t { kTls10, kTls11, kTls12, kTls13 };
@@ -117,6 +130,7 @@ struct TargetConfig {
   // check_interval.
   Millis check_jitter{500};
   std::optional<HeartbeatConfig> heartbeat;
+  std::optional<CanaryConfig> canary;  // none: no canary
   // Run in this order by every periodic check until one finds the connection
   // dead (docs/PROBES.md).
   ProbeList probes = ProbeList::Default();

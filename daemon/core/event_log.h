@@ -100,6 +100,7 @@ struct Event {
   double unix_time = 0;
   LogLevel level = LogLevel::kInfo;
   // "connect" | "connect_failure" | "disconnect" | "heartbeat_failure" |
+  // "canary_failure" | "canary_recovered" |
   // "icmp_error" | "close"
   std::string kind;
   std::string target;

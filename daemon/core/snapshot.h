@@ -20,6 +20,28 @@
 
 namespace connwatch {
 
+// A target's canary (net/canary.h) as of the snapshot: what its attempts
+// found, apart from the held connection's figures.
+struct CanarySnapshot {
+  double interval_seconds = 0;
+  bool attempted = false;          // an attempt has ended: connwatch_target_canary_up exists
+  bool up = false;                 // connwatch_target_canary_up: the last attempt succeeded
+  double since_unix = 0;           // the last up/down change (the first attempt's end, at first)
+  double last_attempt_unix = 0;    // when the last attempt ended
+  uint64_t attempts = 0;           // attempts ended (successes and failures)
+  // connwatch_target_canary_failures_total, by Reason index.
+  std::array<uint64_t, kReasonCount> failures{};
+  // connwatch_target_canary_connect_duration_seconds: the last successful
+  // attempt, connect and TLS handshake together.
+  bool has_duration = false;
+  double connect_seconds = 0;
+  // The last failure (meaningful once failures has a count).
+  Reason last_reason = Reason::kError;
+  int last_errno = 0;
+  double last_failure_unix = 0;
+  std::string last_detail;
+};
+
 struct TargetSnapshot {
   std::shared_ptr<const TargetConfig> config;
   TargetState state = TargetState::kBackoff;
@@ -54,6 +76,8 @@ struct TargetSnapshot {
   // The inference behind it (the state file keeps it); null before a death
   // that could be such a cut.
   std::shared_ptr<const IdleCutoff> idle_cutoff;
+  // Targets with `canary:` only (null otherwise).
+  std::shared_ptr<const CanarySnapshot> canary;
   uint64_t retransmits_total = 0;  // summed over this target's connections.
   bool has_rtt = false;
   double rtt_seconds = 0;          // smoothed RTT of the current/last connection.

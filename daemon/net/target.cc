@@ -67,6 +67,11 @@ Target::Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config)
           OnAddressWatch(outcome, detail);
         });
   }
+  if (config_->canary) {
+    canary_ = std::make_unique<Canary>(ctx_, config_.get(), [this] {
+      return Canary::Where{has_address_ ? &address_ : nullptr, &resolved_text_, up_};
+    });
+  }
   ++ctx_->targets_by_state[static_cast<size_t>(state_)];
 }
 
@@ -101,6 +106,7 @@ void Target::ArmTimerAt(double deadline) {
 void Target::Start() {
   double jitter = Seconds(config_->startup_jitter) * ctx_->Uniform01();
   ArmTimerAt(LoopNow() + jitter);
+  if (canary_) canary_->Start();
 }
 
 void Target::IoCb(struct ev_loop* /*loop*/, ev_io* w, int revents) {
@@ -799,6 +805,7 @@ void Target::NoteIdleDeath(Reason reason, const TcpSample& at_death, double live
 }
 
 void Target::Close(std::string_view why, bool log) {
+  if (canary_) canary_->Stop();
   ctx_->admission->Cancel(&ticket_);
   ReleaseSlot();
   resolve_.reset();
@@ -855,6 +862,11 @@ void Target::InheritCounters(const Target& old) {
   // The cut-off belongs to the path: kept while the address is the same.
   if (old.idle_cutoff_ && old.config_->address == config_->address) {
     idle_cutoff_ = std::make_unique<IdleCutoff>(*old.idle_cutoff_);
+  }
+  // What the canary found carries on, counters and last result (its series
+  // stay continuous); its next attempt tells about the new config.
+  if (canary_ && old.canary_) {
+    canary_->InheritState(*old.canary_);
   }
 }
 
@@ -931,6 +943,7 @@ void Target::OnAddressWatch(AddressWatch::Outcome outcome, const std::string& de
 void Target::ReconnectForAddressChange(std::string why) {
   // NOTE: as a reload's close, counted nowhere: the connection did not fail.
   Close(why, true);
+  if (canary_) canary_->Start();  // Close stopped it; the target goes on
   heartbeat_unsent_ = 0;
   last_change_unix_ = UnixNow();
   Transition(TargetEvent::kDied);
@@ -973,6 +986,7 @@ void Target::FillSnapshot(TargetSnapshot* out) const {
   out->icmp_errors = icmp_errors_;
   out->idle_cutoff_seconds = idle_cutoff_ ? idle_cutoff_->seconds() : 0;
   if (idle_cutoff_) out->idle_cutoff = std::make_shared<const IdleCutoff>(*idle_cutoff_);
+  if (canary_) out->canary = std::make_shared<const CanarySnapshot>(canary_->status());
   out->retransmits_total = retransmits_closed_ + (up_ ? last_sample_.total_retrans : 0);
   out->has_rtt = has_rtt_;
   out->rtt_seconds = last_sample_.rtt_us / 1e6;

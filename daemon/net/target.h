@@ -25,6 +25,7 @@
 
 #include "net/address_watch.h"
 #include "net/admission.h"
+#include "net/canary.h"
 #include "net/check_scheduler.h"
 #include "core/config.h"
 #include "core/event_log.h"
@@ -277,6 +278,8 @@ class Target {
   std::unique_ptr<UpHistory> history_;
   // Made on the first death that an idle cut-off could explain.
   std::unique_ptr<IdleCutoff> idle_cutoff_;
+  // `canary:` targets only: fresh connections beside the held one (net/canary.h).
+  std::unique_ptr<Canary> canary_;
 };
 
 

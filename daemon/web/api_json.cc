@@ -155,6 +155,28 @@ bool AcceptsGzip(std::string_view header) {
 
 
 
+Json CanaryJson(const CanarySnapshot& c) {
+  Json j;
+  j["interval_seconds"] = c.interval_seconds;
+  j["up"] = c.attempted ? Json(c.up) : Json(nullptr);
+  j["since"] = c.attempted ? Json(Rfc3339(c.since_unix)) : Json(nullptr);
+  j["last_attempt"] = c.attempted ? Json(Rfc3339(c.last_attempt_unix)) : Json(nullptr);
+  j["attempts"] = c.attempts;
+  j["connect_seconds"] = c.has_duration ? Json(c.connect_seconds) : Json(nullptr);
+  j["failures"] = ReasonCounts(c.failures);
+  if (c.last_failure_unix > 0) {
+    Json f;
+    f["reason"] = std::string(ReasonName(c.last_reason));
+    f["errno"] = StringOrNull(ErrnoName(c.last_errno));
+    f["time"] = Rfc3339(c.last_failure_unix);
+    f["detail"] = c.last_detail;
+    j["last_failure"] = std::move(f);
+  } else {
+    j["last_failure"] = nullptr;
+  }
+  return j;
+}
+
 Json TargetJson(const TargetSnapshot& t) {
   Json j;
   const TargetConfig* config = t.config.get();
@@ -190,6 +212,7 @@ Json TargetJson(const TargetSnapshot& t) {
   j["retransmits"] = t.retransmits_total;
   j["heartbeat_seconds"] = t.has_heartbeat ? Json(t.heartbeat_seconds) : Json(nullptr);
   j["idle_cutoff_seconds"] = t.idle_cutoff_seconds > 0 ? Json(t.idle_cutoff_seconds) : Json(nullptr);
+  j["canary"] = t.canary ? CanaryJson(*t.canary) : Json(nullptr);
   if (t.tls) {
     Json tls;
     tls["version"] = t.tls->version;

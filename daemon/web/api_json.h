@@ -34,6 +34,8 @@ bool ParseLimit(std::string_view text, size_t max, size_t* limit);
 bool AcceptsGzip(std::string_view header);
 
 Json TargetJson(const TargetSnapshot& t);
+// A target's `canary` object (targets with a canary).
+Json CanaryJson(const CanarySnapshot& c);
 Json EventJson(const Event& e);
 
 }  // namespace connwatch

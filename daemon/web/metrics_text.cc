@@ -150,7 +150,8 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
   std::vector<std::string> names(targets.size());
   bool any_rtt = false, any_heartbeat = false, any_failure = false, any_disconnect = false,
        any_icmp = false, any_tls = false, any_expiry = false, any_idle_cutoff = false,
-       any_name = false;
+       any_name = false, any_canary = false, any_canary_failure = false,
+       any_canary_duration = false;
   for (size_t i = 0; i < targets.size(); ++i) {
     const TargetSnapshot& t = targets[i];
     if (t.config) AppendLabelValue(t.config->name, &names[i]);
@@ -160,6 +161,11 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
     any_name |= t.resolves_name;
     any_expiry |= t.tls && t.tls->earliest_expiry_unix > 0;
     any_idle_cutoff |= t.idle_cutoff_seconds > 0;
+    if (t.canary) {
+      any_canary |= t.canary->attempted;
+      any_canary_duration |= t.canary->has_duration;
+      for (uint64_t c : t.canary->failures) any_canary_failure |= c > 0;
+    }
     for (size_t r = 0; r < kReasonCount; ++r) {
       any_failure |= t.connect_failures[r] > 0;
       any_disconnect |= t.disconnects[r] > 0;
@@ -274,6 +280,32 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
                [](const TargetSnapshot& t) { return t.address_stale ? 1.0 : 0.0; });
     per_target(MetricId::kDnsFailures, resolves_name,
                [](const TargetSnapshot& t) { return static_cast<double>(t.dns_failures); });
+  }
+  if (any_canary) {
+    per_target(MetricId::kTargetCanaryUp,
+               [](const TargetSnapshot& t) { return t.canary && t.canary->attempted; },
+               [](const TargetSnapshot& t) { return t.canary->up ? 1.0 : 0.0; });
+  }
+  if (any_canary_failure) {
+    const MetricDef& def = Metric(MetricId::kTargetCanaryFailures);
+    AppendHeader(def, out);
+    for (size_t i = 0; i < targets.size(); ++i) {
+      if (!targets[i].canary) continue;
+      const auto& c = targets[i].canary->failures;
+      for (size_t r = 0; r < kReasonCount; ++r) {
+        if (c[r] == 0) continue;
+        out->append(def.name).append("{target=\"").append(names[i]).append("\",reason=\"");
+        out->append(ReasonName(static_cast<Reason>(r))).append("\"} ");
+        AppendPrometheusDouble(static_cast<double>(c[r]), out);
+        out->push_back('\n');
+      }
+      flush_if_full();
+    }
+  }
+  if (any_canary_duration) {
+    per_target(MetricId::kTargetCanaryConnectDuration,
+               [](const TargetSnapshot& t) { return t.canary && t.canary->has_duration; },
+               [](const TargetSnapshot& t) { return t.canary->connect_seconds; });
   }
   if (!buffer.empty()) write(buffer);
 }

@@ -245,6 +245,41 @@ void AddTargetFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out)
   AddPerTargetFamily(
       MetricId::kDnsFailures, snapshot, names, resolves_name,
       [](const TargetSnapshot& t) { return static_cast<double>(t.dns_failures); }, out);
+  AddPerTargetFamily(
+      MetricId::kTargetCanaryUp, snapshot, names,
+      [](const TargetSnapshot& t) { return t.canary && t.canary->attempted; },
+      [](const TargetSnapshot& t) { return t.canary->up ? 1.0 : 0.0; }, out);
+  {
+    // One series per (target, reason) that happened, as connect failures.
+    size_t series = 0;
+    for (const TargetSnapshot& t : snapshot.targets) {
+      if (!t.canary) continue;
+      for (uint64_t c : t.canary->failures) series += c > 0 ? 1 : 0;
+    }
+    if (series > 0) {
+      const MetricDef& def = Metric(MetricId::kTargetCanaryFailures);
+      MetricFamily family = NewFamily(MetricId::kTargetCanaryFailures, series);
+      for (size_t i = 0; i < snapshot.targets.size(); ++i) {
+        const TargetSnapshot& t = snapshot.targets[i];
+        if (!t.canary) continue;
+        for (size_t r = 0; r < kReasonCount; ++r) {
+          const uint64_t c = t.canary->failures[r];
+          if (c == 0) continue;
+          ClientMetric& m = family.metric.emplace_back();
+          m.label.reserve(2);
+          m.label.push_back(MakeLabel(def.labels[0], names[i]));
+          m.label.push_back(
+              MakeLabel(def.labels[1], std::string(ReasonName(static_cast<Reason>(r)))));
+          m.counter.value = static_cast<double>(c);
+        }
+      }
+      out->push_back(std::move(family));
+    }
+  }
+  AddPerTargetFamily(
+      MetricId::kTargetCanaryConnectDuration, snapshot, names,
+      [](const TargetSnapshot& t) { return t.canary && t.canary->has_duration; },
+      [](const TargetSnapshot& t) { return t.canary->connect_seconds; }, out);
 }
 
 void AddDaemonFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out) {

@@ -21,6 +21,11 @@ constexpr std::string_view kCutoffTitle =
     "Connections to this target keep dying at this idle age: a NAT, firewall or load balancer "
     "on the path forgets idle flows. Set keepalive.idle well below it.";
 
+// Said on hover where a target shows what its canary found (docs/CONFIG.md).
+constexpr std::string_view kCanaryTitle =
+    "The canary: a fresh connection to the target beside the held one, every interval, "
+    "closed with RST.";
+
 // "45s", "3m 12s", "2h 5m", "3d 4h".
 std::string Duration(double seconds) {
   if (seconds < 0) seconds = 0;
@@ -124,6 +129,18 @@ void AppendRow(const TargetSnapshot& t, double now, std::string* out) {
     std::snprintf(seconds, sizeof seconds, "%.1fs", t.idle_cutoff_seconds);  // as the script does
     *out += "<div class=\"cutoff\" title=\"" + std::string(kCutoffTitle) +
             "\">idle cut-off at most " + seconds + "</div>";
+  }
+  // The canary, where it disagrees with the held connection or fails.
+  if (t.canary && t.canary->attempted && (!t.canary->up || !t.up)) {
+    const CanarySnapshot& c = *t.canary;
+    std::string words = "new connections work";
+    if (!c.up) {
+      words = "new connections fail: " + std::string(ReasonName(c.last_reason));
+      if (c.last_errno != 0) words += " (" + std::string(ErrnoName(c.last_errno)) + ")";
+      words += " for " + Duration(now - c.since_unix);
+    }
+    *out += "<div class=\"canary" + std::string(c.up ? "" : " canary-down") + "\" title=\"" +
+            std::string(kCanaryTitle) + "\">" + words + "</div>";
   }
   *out += "</td><td class=\"num\">" + Percent(r.Availability1h()) + "</td><td class=\"num\" title=\"over " +
           Duration(r.observed_1d) + " watched\">" + Percent(r.Availability1d()) +

@@ -7,6 +7,8 @@
   var EVENTS = 15;
   var CUTOFF_TITLE = "Connections to this target keep dying at this idle age: a NAT, firewall " +
       "or load balancer on the path forgets idle flows. Set keepalive.idle well below it.";
+  var CANARY_TITLE = "The canary: a fresh connection to the target beside the held one, " +
+      "every interval, closed with RST.";
   var $ = function (id) { return document.getElementById(id); };
   var form = $("filter"), q = $("q"), state = $("state"), sort = $("sort"), live = $("live");
   var params = new URLSearchParams(window.location.search);
@@ -120,6 +122,17 @@
       var cut = el("div", "cutoff", "idle cut-off at most " + t.idle_cutoff_seconds.toFixed(1) + "s");
       cut.title = CUTOFF_TITLE;
       fail.appendChild(cut);
+    }
+    if (t.canary && (!t.canary.up || !t.up)) {
+      var canaryWords = "new connections work";
+      if (!t.canary.up) {
+        canaryWords = "new connections fail: " + t.canary.reason +
+            (t.canary.errno ? " (" + t.canary.errno + ")" : "") +
+            " for " + duration(now - t.canary.since);
+      }
+      var can = el("div", t.canary.up ? "canary" : "canary canary-down", canaryWords);
+      can.title = CANARY_TITLE;
+      fail.appendChild(can);
     }
     tr.appendChild(fail);
     tr.appendChild(el("td", "num", percent(t.availability_1h)));

@@ -184,6 +184,18 @@ std::string CompactTargetsJson(const Snapshot& snapshot, const StatusQuery& quer
     j["observed_1d_seconds"] = r.observed_1d;
     j["disconnects_1h"] = r.disconnects_1h;
     j["idle_cutoff_seconds"] = t.idle_cutoff_seconds > 0 ? Json(t.idle_cutoff_seconds) : Json(nullptr);
+    if (t.canary && t.canary->attempted) {
+      const CanarySnapshot& c = *t.canary;
+      Json canary;
+      canary["up"] = c.up;
+      canary["since"] = c.since_unix;
+      canary["reason"] = c.up ? Json(nullptr) : Json(std::string(ReasonName(c.last_reason)));
+      canary["errno"] = !c.up && c.last_errno != 0 ? Json(std::string(ErrnoName(c.last_errno)))
+                                                   : Json(nullptr);
+      j["canary"] = std::move(canary);
+    } else {
+      j["canary"] = nullptr;
+    }
     j["strip"] = StripText(r);
     if (!first) out.push_back(',');
     first = false;

@@ -383,7 +383,7 @@ std::string TestPeer::OpenListener(Listener& listener) {
   size_t index = 0;
   while (listeners_[index].get() != &listener) ++index;
   epoll_event ev{};
-  ev.events = accept_paused_ ? 0u : kIn;
+  ev.events = accept_paused_ || accept_held_ ? 0u : kIn;
   ev.data.u64 = kListenerTag | index;
   if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) return fail("epoll_ctl", fd);
   listener.fd = fd;
@@ -402,7 +402,7 @@ void TestPeer::SetAccepting(bool accepting) {
   for (size_t i = 0; i < listeners_.size(); ++i) {
     if (listeners_[i]->fd < 0) continue;
     epoll_event ev{};
-    ev.events = accepting ? kIn : 0u;
+    ev.events = accepting && !accept_held_ ? kIn : 0u;
     ev.data.u64 = kListenerTag | i;
     epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listeners_[i]->fd, &ev);
   }
@@ -410,7 +410,7 @@ void TestPeer::SetAccepting(bool accepting) {
 
 void TestPeer::AcceptFrom(size_t index, size_t limit) {
   Listener& listener = *listeners_[index];
-  for (size_t i = 0; i < limit && listener.fd >= 0 && !accept_paused_; ++i) {
+  for (size_t i = 0; i < limit && listener.fd >= 0 && !accept_paused_ && !accept_held_; ++i) {
     int fd = accept4(listener.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;  // the client left first.
@@ -862,6 +862,21 @@ void TestPeer::StopListening() {
   RunInLoop([this] {
     for (auto& listener : listeners_) CloseListener(*listener);
     listening_ = false;
+  });
+}
+
+void TestPeer::PauseAccepting() {
+  RunInLoop([this] {
+    accept_held_ = true;
+    SetAccepting(!accept_paused_);
+  });
+}
+
+void TestPeer::ResumeAccepting() {
+  RunInLoop([this] {
+    accept_held_ = false;
+    SetAccepting(!accept_paused_);
+    AcceptBacklog();
   });
 }
 

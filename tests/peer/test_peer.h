@@ -181,6 +181,13 @@ class TestPeer {
   // accepted connections from that port still exist). "" or an error.
   std::string Listen();
 
+  // Stop calling accept() while still listening: the kernel completes
+  // handshakes into the backlog until it is full (backlog + 1 connections),
+  // then drops new SYNs, as a server that hangs does. ResumeAccepting
+  // accepts what waits and carries on.
+  void PauseAccepting();
+  void ResumeAccepting();
+
   // CLOCK_REALTIME, in ns since the epoch, at which the last CloseAll /
   // ResetAll began and ended (0 before the first one). For latency measures:
   // a client's detection time minus close_started_ns().
@@ -236,7 +243,8 @@ class TestPeer {
   // Loop-thread state.
   bool started_ = false;
   bool stopping_ = false;
-  bool accept_paused_ = false;
+  bool accept_paused_ = false;  // out of descriptors: until a connection closes
+  bool accept_held_ = false;    // PauseAccepting: until ResumeAccepting
   PeerMode loop_mode_ = PeerMode::kHold;
   std::string request_;
   std::string reply_;
