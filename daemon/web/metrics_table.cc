@@ -32,8 +32,10 @@ std::string MetricsMarkdownTable() {
       labels += def.labels[i];
       labels += '`';
       // Every per-target series of an endpoint also names it (the name's own
-      // lookups excepted); target_info adds what an SRV record said.
-      if (i == 0 && def.labels[0] == "target" && def.id != MetricId::kDnsFailures) {
+      // lookups, and the stale gauge of addresses: first, excepted);
+      // target_info adds what an SRV record said.
+      if (i == 0 && def.labels[0] == "target" && def.id != MetricId::kDnsFailures &&
+          def.id != MetricId::kTargetAddressStale) {
         labels += ", `endpoint` (addresses: all, srv)";
         if (def.id == MetricId::kTargetInfo) labels += ", `priority`, `weight` (srv)";
       }
