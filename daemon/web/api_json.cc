@@ -167,6 +167,8 @@ Json TargetJson(const TargetSnapshot& t) {
     j["srv"] = {{"host", t.endpoint->srv_host},
                 {"priority", t.endpoint->priority},
                 {"weight", t.endpoint->weight}};
+  } else {
+    j["srv"] = nullptr;
   }
   Json labels = Json::object();
   if (config) {
