@@ -46,7 +46,9 @@ constexpr int kMaxKeepaliveCount = 127;  // TCP_KEEPCNT
 constexpr int64_t kMaxUserTimeoutMs = std::numeric_limits<int32_t>::max();
 
 // Labels connwatch itself puts on every series; a user label may not shadow them.
-constexpr std::string_view kReservedLabels[] = {"target", "address"};
+constexpr std::string_view kReservedLabels[] = {"target", "address", "endpoint"};
+// Labels of connwatch_target_info for `srv:` targets (SRV priority and weight).
+constexpr std::string_view kSrvLabels[] = {"priority", "weight"};
 
 // The keys of each map. Every array here is listed in ConfigKeyGroups() (at
 // the end of this file), which the docs tests compare with the documentation.
@@ -59,12 +61,12 @@ constexpr std::string_view kSettingKeys[] = {
     "connect_timeout", "check_interval", "keepalive",    "user_timeout", "backoff",
     "address_family",  "source_address", "startup_jitter", "check_jitter", "heartbeat",
     "probes",          "report_icmp",    "tls",            "resolve_interval",
-    "on_address_change", "canary"};
+    "on_address_change", "canary", "addresses"};
 constexpr std::string_view kTargetKeys[] = {
     "name",           "address",        "labels",         "connect_timeout", "check_interval",
     "keepalive",      "user_timeout",   "backoff",        "address_family",  "source_address",
     "startup_jitter", "check_jitter",   "heartbeat",      "probes",          "report_icmp",
-    "tls",            "resolve_interval", "on_address_change", "canary"};
+    "tls",            "resolve_interval", "on_address_change", "canary", "addresses", "srv"};
 constexpr std::string_view kKeepaliveKeys[] = {"idle", "interval", "count"};
 constexpr std::string_view kBackoffKeys[] = {"initial", "max"};
 constexpr std::string_view kHeartbeatKeys[] = {"send", "expect", "interval", "timeout", "fall"};
@@ -115,6 +117,7 @@ struct Settings {
   Field<bool> report_icmp;
   Field<Millis> resolve_interval;
   Field<AddressChange> on_address_change;
+  Field<AddressMode> addresses;
   // `tls:` absent (inherit), false/null (off), or a map (on, merged key by
   // key over the defaults' tls). File paths are resolved when parsed.
   enum class Tls : uint8_t { kInherit, kOff, kOn } tls = Tls::kInherit;
@@ -183,6 +186,8 @@ void ApplySettings(const Settings& own, const Settings& d, TargetConfig* target)
   }
   target->on_address_change =
       Resolve(own.on_address_change, &d.on_address_change, builtin.on_address_change).value;
+  target->addresses = Resolve(own.addresses, &d.addresses, builtin.addresses).value;
+  if (!target->srv.empty()) target->addresses = AddressMode::kAll;
 
   Settings::Heartbeat mode = own.heartbeat;
   if (mode == Settings::Heartbeat::kInherit) mode = d.heartbeat;
@@ -254,6 +259,8 @@ class Loader {
   void ProcessShard(const SourceFile& f, const YamlNode* node);
   void ProcessTargets(const SourceFile& f, const YamlNode* node);
   void ProcessTarget(const SourceFile& f, const YamlNode* node, const std::string& path);
+  // `srv:` is a DNS name of the form _service._tcp.domain; else false and `why`.
+  static bool ValidSrvName(const std::string& name, std::string* why);
   void ParseLabels(const SourceFile& f, const YamlNode* node, const std::string& path,
                    TargetConfig* target);
   void ProcessIncludes(const SourceFile& f, const YamlNode* node);
@@ -682,6 +689,17 @@ bool Loader::ParseSetting(const SourceFile& f, std::string_view key, const YamlN
     } else {
       Error(f, value, path, "must be report or reconnect, got " + Quote(value->value));
     }
+  } else if (key == "addresses") {
+    if (!Scalar(f, value, path, "first or all")) return true;
+    if (value->value == "first") {
+      s->addresses = {AddressMode::kFirst, value};
+    } else if (value->value == "all") {
+      s->addresses = {AddressMode::kAll, value};
+    } else {
+      Error(f, value, path,
+            "must be first (one connection, to the first address) or all (one connection per "
+            "address), got " + Quote(value->value));
+    }
   } else if (key == "tls") {
     ParseTls(f, value, path, s);
   } else {
@@ -1008,7 +1026,7 @@ void Loader::ProcessDefaults(const SourceFile& f, const YamlNode* node) {
   ForEachPair(f, node, "defaults",
               [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
                 if (ParseSetting(f, key, value, "defaults", &defaults_)) return;
-                if (key == "name" || key == "address" || key == "labels") {
+                if (key == "name" || key == "address" || key == "srv" || key == "labels") {
                   Error(f, key_node, "defaults",
                         Quote(key) + " is set per target and is not allowed in defaults");
                 } else {
@@ -1058,6 +1076,33 @@ void Loader::ParseLabels(const SourceFile& f, const YamlNode* node, const std::s
   std::sort(target->labels.begin(), target->labels.end());
 }
 
+bool Loader::ValidSrvName(const std::string& name, std::string* why) {
+  // _service._tcp.domain: connwatch holds TCP connections, so the protocol
+  // label is _tcp; the domain has at least one label.
+  const size_t first = name.find('.');
+  const size_t second = first == std::string::npos ? first : name.find('.', first + 1);
+  const std::string example = " (e.g. _kafka._tcp.example.org)";
+  if (name.empty() || name[0] != '_' || first == std::string::npos || first < 2 ||
+      second == std::string::npos || second + 1 >= name.size()) {
+    *why = "expected an SRV name _service._tcp.domain" + example + ", got " + Quote(name);
+    return false;
+  }
+  if (name.compare(first + 1, second - first - 1, "_tcp") != 0) {
+    *why = "the protocol of an SRV name must be _tcp (connwatch holds TCP connections), got " +
+           Quote(name) + example;
+    return false;
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.';
+    if (!ok) {
+      *why = "an SRV name has letters, digits, '-', '_' and '.' only, got " + Quote(name);
+      return false;
+    }
+  }
+  return true;
+}
+
 void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std::string& path) {
   if (node->kind != YamlNode::Kind::kMap) {
     Error(f, node, path,
@@ -1068,6 +1113,8 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
   Settings own;
   const YamlNode* name_node = nullptr;
   const YamlNode* address_node = nullptr;
+  const YamlNode* srv_node = nullptr;
+  const YamlNode* srv_key_node = nullptr;
   const YamlNode* labels_node = nullptr;
   ForEachPair(f, node, path,
               [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
@@ -1075,6 +1122,9 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
                   name_node = value;
                 } else if (key == "address") {
                   address_node = value;
+                } else if (key == "srv") {
+                  srv_node = value;
+                  srv_key_node = key_node;
                 } else if (key == "labels") {
                   labels_node = value;
                 } else if (!ParseSetting(f, key, value, path, &own)) {
@@ -1091,6 +1141,20 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
   auto target = std::make_shared<TargetConfig>();
   bool have_name = false;
   bool have_address = false;
+  bool have_srv = false;
+  if (srv_node != nullptr && address_node != nullptr) {
+    Error(f, srv_key_node, Join(path, "srv"),
+          "a target has either \"address\" (host:port) or \"srv\" (an SRV name), not both");
+    address_node = nullptr;  // no second error about it
+  } else if (srv_node != nullptr && Scalar(f, srv_node, Join(path, "srv"), "an SRV name")) {
+    std::string why;
+    if (ValidSrvName(srv_node->value, &why)) {
+      target->srv = srv_node->value;
+      have_srv = true;
+    } else {
+      Error(f, srv_node, Join(path, "srv"), why);
+    }
+  }
   if (name_node != nullptr && Scalar(f, name_node, Join(path, "name"), "a string")) {
     if (name_node->value.empty()) {
       Error(f, name_node, Join(path, "name"), "must not be empty");
@@ -1107,6 +1171,8 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
     } else {
       Error(f, address_node, Join(path, "address"), why);
     }
+  } else if (srv_node != nullptr) {
+    // The endpoints come from the SRV records.
   } else if (address_node == nullptr && have_name) {
     // The name may stand for the address: `- name: db.example.org:5432`.
     std::string why;
@@ -1115,27 +1181,30 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
       have_address = true;
     } else {
       Error(f, name_node, Join(path, "name"),
-            "missing \"address\" (and the name " + Quote(target->name) +
+            "missing \"address\" or \"srv\" (and the name " + Quote(target->name) +
                 " is not a host:port that could stand in for it)");
     }
   } else if (address_node == nullptr && name_node == nullptr) {
-    Error(f, node, path, "missing \"address\" (host:port or [ipv6]:port)");
+    Error(f, node, path,
+          "missing \"address\" (host:port or [ipv6]:port) or \"srv\" (an SRV name)");
   }
-  if (!have_name && name_node == nullptr && have_address) {
-    target->name = target->address;
+  if (!have_name && name_node == nullptr && (have_address || have_srv)) {
+    target->name = have_srv ? target->srv : target->address;
     have_name = true;
   }
 
   // Names are unique across all files; report the second with the first's place.
   if (have_name) {
-    const YamlNode* at = name_node != nullptr ? name_node : address_node;
+    const YamlNode* at =
+        name_node != nullptr ? name_node : (address_node != nullptr ? address_node : srv_node);
     Place here{f.name, at->line, at->column};
     auto [it, inserted] = names_.emplace(target->name, here);
     if (!inserted) {
       const Place& first = it->second;
       std::string where = std::to_string(first.line) + ":" + std::to_string(first.column);
       if (first.file != f.name) where = first.file + ":" + where;
-      Error(f, at, Join(path, name_node != nullptr ? "name" : "address"),
+      Error(f, at,
+            Join(path, name_node != nullptr ? "name" : (address_node != nullptr ? "address" : "srv")),
             "duplicate target name " + Quote(target->name) + " (first defined at " + where + ")");
     }
   }
@@ -1143,6 +1212,20 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
   if (labels_node != nullptr) ParseLabels(f, labels_node, Join(path, "labels"), target.get());
 
   CheckCombinations(f, own, &defaults_, path);
+  if (have_srv) {
+    if (own.addresses.value && *own.addresses.value == AddressMode::kFirst) {
+      Error(f, own.addresses.node, Join(path, "addresses"),
+            "an srv target holds one connection per SRV endpoint: addresses must be all (or "
+            "left out), got \"first\"");
+    }
+    for (const auto& [label, value] : target->labels) {
+      if (Contains(kSrvLabels, label)) {
+        Error(f, labels_node, Join(path, "labels." + label),
+              "label name " + Quote(label) +
+                  " is reserved on srv targets: connwatch_target_info carries the SRV record's");
+      }
+    }
+  }
   // The target's address, when a literal, must agree with its family and source.
   if (have_address) {
     IpVersion v = LiteralVersion(target->host);
@@ -1165,7 +1248,7 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
     }
   }
 
-  if (have_address) ResolveTls(f, own, path, target.get());
+  if (have_address || have_srv) ResolveTls(f, own, path, target.get());
 
   if (errors_.size() != errors_before) return;
 

@@ -95,6 +95,7 @@ std::vector<LogField> EventFields(const Event& e) {
   f.emplace_back("event", e.kind);
   f.emplace_back("target", e.target);
   f.emplace_back("address", e.address);
+  if (!e.endpoint.empty()) f.emplace_back("endpoint", e.endpoint);
   if (!e.resolved_address.empty()) f.emplace_back("resolved", e.resolved_address);
   if (e.has_reason) f.emplace_back("reason", ReasonName(e.reason));
   if (e.err != 0) f.emplace_back("errno", ErrnoName(e.err));

@@ -106,6 +106,9 @@ struct Event {
   std::string target;
   std::string address;           // as configured
   std::string resolved_address;  // may be empty
+  // addresses: all and srv: the endpoint the event is about ("10.0.0.5:6379");
+  // empty for a target with one connection.
+  std::string endpoint;
   bool has_reason = false;
   Reason reason = Reason::kError;
   int err = 0;                    // errno behind the reason, 0 if none

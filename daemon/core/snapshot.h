@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/endpoint.h"
 #include "core/idle_cutoff.h"
 #include "core/probe.h"
 #include "core/reason.h"
@@ -42,8 +43,18 @@ struct CanarySnapshot {
   std::string last_detail;
 };
 
+// One connection's state: a target's (`addresses: first`), or one endpoint's
+// of a target that holds every address (then `endpoint` is set, and several
+// snapshots in a row share the config).
 struct TargetSnapshot {
   std::shared_ptr<const TargetConfig> config;
+  // addresses: all and srv: this endpoint (its `endpoint` label); null for a
+  // target with one connection (addresses: first), whose series have none.
+  std::shared_ptr<const EndpointInfo> endpoint;
+  // addresses: all and srv: the snapshot that carries the name's own series
+  // (connwatch_dns_failures_total{target}, from dns_failures): the first
+  // endpoint of the target, or its placeholder while it has none.
+  bool name_series = false;
   TargetState state = TargetState::kBackoff;
   bool up = false;                 // connwatch_target_up
   double last_change_unix = 0;     // last up/down change (when configured, before the first).

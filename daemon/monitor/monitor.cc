@@ -51,7 +51,7 @@ std::vector<int32_t> MatchTargets(const Config* previous, Config* next) {
 // A reload being applied (Monitor::BeginApply).
 struct Monitor::ApplyJob {
   std::vector<int32_t> match;
-  std::vector<std::unique_ptr<Target>> old;  // the running targets, moved out as applied
+  std::vector<RunningTarget> old;  // the running targets, moved out as applied
   size_t next = 0;          // next index in applied_->targets
   size_t next_removed = 0;  // then: next index in old, for those left (removed)
   size_t kept = 0, changed = 0, added = 0, removed = 0;
@@ -231,15 +231,15 @@ void Monitor::ShutdownInLoop() {
   WriteStateAtShutdown();
   size_t closed = 0;
   for (auto& t : targets_) {
-    if (t->up()) ++closed;
-    t->Close("shutdown", false);
+    closed += t.up_count();
+    t.Close("shutdown", false);
   }
   if (apply_) {
     // A reload's apply in progress: the targets it has not reached yet.
     for (auto& t : apply_->old) {
       if (!t) continue;
-      if (t->up()) ++closed;
-      t->Close("shutdown", false);
+      closed += t.up_count();
+      t.Close("shutdown", false);
     }
     apply_.reset();
   }
@@ -251,8 +251,14 @@ void Monitor::ShutdownInLoop() {
 }
 
 std::string Monitor::StatusLine() const {
+  // Connections: a target with every address held counts each endpoint.
+  size_t connections = targets_.size();
+  if (endpoint_sets_ > 0) {
+    connections = 0;
+    for (const auto& t : targets_) connections += t.connections();
+  }
   return std::to_string(ctx_.targets_by_state[static_cast<size_t>(TargetState::kUp)]) + "/" +
-         std::to_string(targets_.size()) + " targets up";
+         std::to_string(connections) + " targets up";
 }
 
 void Monitor::InstallSignalHandlers() {
@@ -459,6 +465,7 @@ void Monitor::BeginApply(const std::vector<int32_t>& match, double load_seconds)
   apply_->started = MonoNow();
   targets_.clear();
   targets_.reserve(applied_->targets.size());
+  endpoint_sets_ = 0;
   ++targets_generation_;
 }
 
@@ -481,11 +488,12 @@ bool Monitor::ApplySlice(bool unbounded) {
   while (job.next < configs.size()) {
     const size_t i = job.next++;
     const auto& cfg = configs[i];
-    std::unique_ptr<Target> running;
+    RunningTarget running;
     if (i < job.match.size() && job.match[i] >= 0) {
       running = std::move(job.old[static_cast<size_t>(job.match[i])]);
     }
-    if (running && &running->config() == cfg.get()) {
+    if (running && &running.config() == cfg.get()) {
+      endpoint_sets_ += running.endpoints ? 1 : 0;
       targets_.push_back(std::move(running));  // unchanged: same config object
       ++job.kept;
       // Moving a pointer: not counted against apply_slice_targets, and the
@@ -496,15 +504,24 @@ bool Monitor::ApplySlice(bool unbounded) {
       }
       continue;
     }
-    auto target = std::make_unique<Target>(&ctx_, cfg);
+    RunningTarget target;
+    if (cfg->HoldsEveryAddress()) {
+      target.endpoints = std::make_unique<EndpointSet>(&ctx_, cfg);
+      ++endpoint_sets_;
+    } else {
+      target.one = std::make_unique<Target>(&ctx_, cfg);
+    }
     if (running) {
-      running->Close("config changed", true);
-      target->InheritCounters(*running);
+      running.Close("config changed", true);
+      // Counters carry over between the same kind (one connection, or endpoints).
+      if (target.one && running.one) target.one->InheritCounters(*running.one);
+      if (target.endpoints && running.endpoints) target.endpoints->Inherit(*running.endpoints);
       ++job.changed;
     } else {
       ++job.added;
     }
-    target->Start();
+    if (target.one) target.one->Start();
+    if (target.endpoints) target.endpoints->Start();
     targets_.push_back(std::move(target));
     if (slice_over()) {
       complete = false;
@@ -515,8 +532,8 @@ bool Monitor::ApplySlice(bool unbounded) {
     while (job.next_removed < job.old.size()) {
       auto& target = job.old[job.next_removed++];
       if (!target) continue;
-      target->Close("removed from config", true);
-      target.reset();
+      target.Close("removed from config", true);
+      target = RunningTarget{};
       ++job.removed;
       if (slice_over()) {
         complete = job.next_removed == job.old.size();
@@ -589,7 +606,7 @@ void Monitor::ContinueSnapshot(const std::shared_ptr<SnapshotJob>& job) {
     snap.targets.reserve(targets_.size());
   }
   const size_t end = std::min(targets_.size(), job->next + kSnapshotSlice);
-  for (; job->next < end; ++job->next) targets_[job->next]->FillSnapshot(&snap.targets.emplace_back());
+  for (; job->next < end; ++job->next) targets_[job->next].FillSnapshots(&snap.targets);
   if (job->next < targets_.size()) {
     count_slice();
     // The next slice runs in a later iteration, after pending I/O.

@@ -23,6 +23,7 @@
 #include "net/resolver.h"
 #include "core/snapshot.h"
 #include "monitor/state_store.h"
+#include "net/endpoint_set.h"
 #include "net/target.h"
 
 namespace connwatch {
@@ -156,7 +157,29 @@ class Monitor : public DaemonControl {
   SocketCloser closer_;  // outlives the targets: their last closes go through it
   LoopContext ctx_;
   CheckScheduler checks_due_;  // after ctx_ (it reads ctx_.now); targets_ go first
-  std::vector<std::unique_ptr<Target>> targets_;  // in config order
+  // What one config target runs: its one connection (addresses: first), or
+  // the endpoints of a target that holds every address (net/endpoint_set.h).
+  struct RunningTarget {
+    std::unique_ptr<Target> one;
+    std::unique_ptr<EndpointSet> endpoints;
+    explicit operator bool() const { return one != nullptr || endpoints != nullptr; }
+    const TargetConfig& config() const { return one ? one->config() : endpoints->config(); }
+    size_t connections() const { return one ? 1 : endpoints->endpoint_count(); }
+    size_t up_count() const { return one ? (one->up() ? 1 : 0) : endpoints->up_count(); }
+    void Close(std::string_view why, bool log) {
+      if (one) one->Close(why, log);
+      if (endpoints) endpoints->Close(why, log);
+    }
+    void FillSnapshots(std::vector<TargetSnapshot>* out) const {
+      if (one) {
+        one->FillSnapshot(&out->emplace_back());
+      } else {
+        endpoints->FillSnapshots(out);
+      }
+    }
+  };
+  std::vector<RunningTarget> targets_;  // in config order
+  size_t endpoint_sets_ = 0;            // of targets_, those with endpoints
   uint64_t targets_generation_ = 0;               // bumped whenever targets_ changes
 
   // The apply of a reload in progress (loop thread), and the snapshots that

@@ -60,7 +60,7 @@ Target::Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config)
   last_change_unix_ = UnixNow();
   history_ = std::make_unique<UpHistory>(MonoNow());
   ResolvedAddress numeric;
-  if (!ParseNumericAddress(config_->host, config_->port, &numeric)) {
+  if (!config_->HoldsEveryAddress() && !ParseNumericAddress(config_->host, config_->port, &numeric)) {
     address_watch_ = std::make_unique<AddressWatch>(
         ctx_->loop, ctx_->resolver, config_.get(),
         [this](AddressWatch::Outcome outcome, const std::string& detail) {
@@ -73,6 +73,15 @@ Target::Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config)
     });
   }
   ++ctx_->targets_by_state[static_cast<size_t>(state_)];
+}
+
+Target::Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config,
+               const ResolvedAddress& address, std::shared_ptr<const EndpointInfo> endpoint)
+    : Target(ctx, std::move(config)) {
+  endpoint_ = std::move(endpoint);
+  address_ = address;
+  has_address_ = true;
+  resolved_text_ = address_.ToString();
 }
 
 Target::~Target() {
@@ -188,6 +197,10 @@ void Target::ReleaseSlot() {
 
 void Target::BeginAttempt() {
   Transition(TargetEvent::kAttemptDue);
+  if (endpoint_) {
+    OnResolved("", {address_});  // an endpoint's address is fixed
+    return;
+  }
   auto request = ctx_->resolver->Resolve(
       config_->host, config_->port, config_->address_family,
       [this](const std::string& status, std::vector<ResolvedAddress> addresses) {
@@ -319,7 +332,15 @@ void Target::OnConnected() {
 }
 
 void Target::StartTlsHandshake() {
-  tls_ = std::make_unique<TlsSession>(config_->tls->context.ctx.get(), fd_, *config_->tls);
+  if (endpoint_ && config_->tls->server_name.empty() && !endpoint_->srv_host.empty()) {
+    // An srv target's endpoint verifies the host its SRV record named.
+    TlsConfig tls = *config_->tls;
+    tls.server_name = endpoint_->srv_host;
+    if (!tls.server_name.empty() && tls.server_name.back() == '.') tls.server_name.pop_back();
+    tls_ = std::make_unique<TlsSession>(config_->tls->context.ctx.get(), fd_, tls);
+  } else {
+    tls_ = std::make_unique<TlsSession>(config_->tls->context.ctx.get(), fd_, *config_->tls);
+  }
   handshaking_ = true;
   if (HandshakeSliceOver()) {
     // The ClientHello (and its key share) in the next iteration: the socket
@@ -957,13 +978,15 @@ Event Target::MakeEvent(std::string kind, LogLevel level) const {
   e.level = level;
   e.kind = std::move(kind);
   e.target = config_->name;
-  e.address = config_->address;
+  e.address = config_->Where();
   e.resolved_address = resolved_text_;
+  if (endpoint_) e.endpoint = endpoint_->endpoint;
   return e;
 }
 
 void Target::FillSnapshot(TargetSnapshot* out) const {
   out->config = config_;
+  out->endpoint = endpoint_;
   out->state = state_;
   out->up = up_;
   out->last_change_unix = last_change_unix_;

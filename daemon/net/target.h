@@ -28,6 +28,7 @@
 #include "net/canary.h"
 #include "net/check_scheduler.h"
 #include "core/config.h"
+#include "core/endpoint.h"
 #include "core/event_log.h"
 #include "core/heartbeat.h"
 #include "core/histogram.h"
@@ -106,6 +107,11 @@ struct LoopContext {
 class Target {
  public:
   Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config);
+  // One endpoint of a target that holds every address (net/endpoint_set.h):
+  // every attempt connects to `address` without a lookup (the EndpointSet
+  // follows the name), and events and series name `endpoint`.
+  Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config,
+         const ResolvedAddress& address, std::shared_ptr<const EndpointInfo> endpoint);
   ~Target();  // closes the socket silently; call Close() first to log it.
   Target(const Target&) = delete;
   Target& operator=(const Target&) = delete;
@@ -128,6 +134,14 @@ class Target {
   void Restore(const StoredTarget& saved, double mono_delta);
 
   const TargetConfig& config() const { return *config_; }
+  // Null for a target with one connection (addresses: first).
+  const EndpointInfo* endpoint() const { return endpoint_.get(); }
+  // An endpoint's fixed address (the last resolved one for other targets).
+  const ResolvedAddress& address() const { return address_; }
+  // The same endpoint, with what its SRV record says now (priority, weight).
+  void UpdateEndpoint(std::shared_ptr<const EndpointInfo> endpoint) {
+    endpoint_ = std::move(endpoint);
+  }
   TargetState state() const { return state_; }
   bool up() const { return up_; }
   void FillSnapshot(TargetSnapshot* out) const;
@@ -220,7 +234,9 @@ class Target {
   ResolvedAddress address_;  // current/last resolved address
   bool has_address_ = false;
   std::string resolved_text_;  // address_ as text, made once per resolution
-  // Names only (null for a numeric host): the re-resolution while up.
+  // Set for an endpoint of an EndpointSet: address_ is fixed, never looked up.
+  std::shared_ptr<const EndpointInfo> endpoint_;
+  // Names only (null for a numeric host and for an endpoint): the re-resolution while up.
   std::unique_ptr<AddressWatch> address_watch_;
   uint64_t dns_failures_ = 0;  // connwatch_dns_failures_total
 
