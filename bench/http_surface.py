@@ -86,7 +86,7 @@ class Daemon:
     def __init__(self, build, config, workdir, port, web_config=None):
         self.log_path = os.path.join(workdir, "connwatchd.log")
         self.log_file = open(self.log_path, "wb")
-        args = [os.path.join(build, "connwatchd"), f"--config.file={config}",
+        args = [os.path.join(build, "connwatchd"), f"--config.file={config}", "--storage.path=",
                 f"--web.listen-address=127.0.0.1:{port}"]
         if web_config:
             args.append(f"--web.config.file={web_config}")

@@ -166,7 +166,7 @@ class Daemon:
 
     def __init__(self, binary, config_path, log_path):
         self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([binary, f"--config.file={config_path}",
+        self.proc = subprocess.Popen([binary, f"--config.file={config_path}", "--storage.path=",
                                       "--web.listen-address=127.0.0.1:0"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

@@ -333,7 +333,7 @@ class CostDaemon:
         self.url = f"http://127.0.0.1:{port}/metrics"
         with open(os.path.join(workdir, "costs-connwatchd.log"), "wb") as log_file:
             self.proc = subprocess.Popen(
-                [args.daemon, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+                [args.daemon, f"--config.file={config}", "--storage.path=", f"--web.listen-address=127.0.0.1:{port}",
                  "--log.level=warn"], stdout=log_file, stderr=subprocess.STDOUT,
                 preexec_fn=lambda: (raise_nofile(), os.nice(args.nice)))
         deadline = time.time() + 120

@@ -184,7 +184,7 @@ def one_run(args, daemon, run):
     holder = Holder()
     write_config(config, args.targets, "base", 0, args.held, holder.port)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([daemon, "--config.file=" + config, "--web.listen-address=127.0.0.1:0",
+        proc = subprocess.Popen([daemon, "--config.file=" + config, "--storage.path=", "--web.listen-address=127.0.0.1:0",
                                  "--log.level=info"], stderr=log, stdout=log)
     rows = []
     try:

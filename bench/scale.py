@@ -91,7 +91,7 @@ class Daemon:
         self.unavailable = 0
         self.log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [os.path.join(build, "connwatchd"), f"--config.file={config}",
+            [os.path.join(build, "connwatchd"), f"--config.file={config}", "--storage.path=",
              f"--web.listen-address=127.0.0.1:{port}", *extra],
             stdout=self.log_file, stderr=subprocess.STDOUT,
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000)))

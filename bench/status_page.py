@@ -54,7 +54,7 @@ def fetch(url):
 
 
 def start_daemon(build, config):
-    d = subprocess.Popen([os.path.join(build, "connwatchd"), f"--config.file={config}",
+    d = subprocess.Popen([os.path.join(build, "connwatchd"), f"--config.file={config}", "--storage.path=",
                           "--web.listen-address=127.0.0.1:0"],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          preexec_fn=raise_nofile)

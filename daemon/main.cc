@@ -8,10 +8,12 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "config/loader.h"
 #include "monitor/check_config.h"
 #include "core/event_log.h"
+#include "core/duration.h"
 #include "core/shard.h"
 #include "web/http_server.h"
 #include "monitor/monitor.h"
@@ -32,11 +34,14 @@ struct Flags {
   std::string dns_servers;
   std::string web_config_file;
   std::string shard;
+  std::string storage_path = "/var/lib/connwatch";
+  std::string storage_interval = "60s";
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  static char empty_value[] = "";
   // NOTE: writing to a closed connection raises SIGPIPE; every send uses
   // MSG_NOSIGNAL, and this covers libraries that write on their own.
   signal(SIGPIPE, SIG_IGN);
@@ -87,7 +92,40 @@ int main(int argc, char** argv) {
         std::string error;
         return connwatch::ParseShardSpec(value, &shard, &error) ? std::string() : error;
       });
-  CLI11_PARSE(app, argc, argv);
+  app.add_option("--storage.path", flags.storage_path,
+                 "Directory of the state file (counters, last reasons and changes, history, "
+                 "events) kept across restarts; empty: none. Not created by connwatchd "
+                 "(systemd's StateDirectory= does)")
+      ->capture_default_str()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--storage.interval", flags.storage_interval,
+                 "How often the state file is written (and at shutdown), a duration")
+      ->capture_default_str()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast)
+      ->check([](const std::string& value) {
+        connwatch::Millis d{0};
+        std::string error;
+        if (!connwatch::ParseDuration(value, &d, &error)) return error;
+        return d.count() >= 100 ? std::string() : std::string("at least 100ms");
+      });
+  // NOTE: CLI11 2.1 refuses an empty value written `--storage.path=` (and
+  // `--storage.path ""` is awkward in a unit file), yet empty is how state
+  // is turned off: the one spelling is split into the option and an empty
+  // argument, which CLI11 takes as the value.
+  std::vector<std::string> args(argv, argv + argc);
+  std::vector<char*> split;
+  for (std::string& a : args) {
+    if (a == "--storage.path=") {
+      a = "--storage.path";
+      split.push_back(a.data());
+      split.push_back(empty_value);
+      continue;
+    }
+    split.push_back(a.data());
+  }
+  const int split_argc = static_cast<int>(split.size());
+  split.push_back(nullptr);
+  CLI11_PARSE(app, split_argc, split.data());
   std::optional<connwatch::ShardConfig> shard;
   if (!flags.shard.empty()) {
     std::string error;
@@ -138,6 +176,13 @@ int main(int argc, char** argv) {
                 "heartbeats see a death; for benchmarks, never for monitoring");
   }
   monitor_options.shard = shard;
+  monitor_options.storage_path = flags.storage_path;
+  {
+    connwatch::Millis interval{60000};
+    std::string error;
+    connwatch::ParseDuration(flags.storage_interval, &interval, &error);
+    monitor_options.storage_interval = static_cast<double>(interval.count()) / 1000.0;
+  }
   connwatch::Monitor monitor(monitor_options, &log);
   // Before anything can tell systemd we are ready: a SIGHUP or SIGTERM from
   // then on is queued by libev and handled once the loop runs, never fatal.

@@ -18,6 +18,9 @@ demo_peer=$!
 echo_peer=$!
 trap 'kill $demo_peer $echo_peer 2>/dev/null || true' EXIT
 
+# The demo's state (counters, last reasons, history, events) survives a
+# restart of the demo in $BUILD_DIR/demo-state; rm -r it to start afresh.
+mkdir -p "$BUILD_DIR/demo-state"
 echo "demo: connwatchd on http://127.0.0.1:9798/ (metrics at /metrics, targets at /api/v1/targets)"
 "$BUILD_DIR/connwatchd" --config.file=config/demo.yaml --web.listen-address=127.0.0.1:9798 \
-  --web.enable-lifecycle
+  --web.enable-lifecycle --storage.path="$BUILD_DIR/demo-state"

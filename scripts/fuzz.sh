@@ -6,6 +6,7 @@
 #   scripts/fuzz.sh                 every fuzzer, 30 s each (CI)
 #   scripts/fuzz.sh 300             every fuzzer, 5 minutes each
 #   scripts/fuzz.sh 300 config http only those (names without _fuzzer)
+#   scripts/fuzz.sh --build-only    build them, run none
 #
 # Two fuzzers run at a time (JOBS, default 2). New inputs go to a scratch
 # corpus in build-fuzz/corpus/<name>/ (the seeds stay as they are); a crash,
@@ -15,6 +16,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+BUILD_ONLY=0
+if [ "${1:-}" = --build-only ]; then
+  BUILD_ONLY=1
+  shift
+fi
 SECONDS_EACH=${1:-30}
 shift || true
 JOBS=${JOBS:-2}
@@ -37,6 +43,10 @@ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1
   -DCONNWATCH_FUZZ=ON -DCONNWATCH_SANITIZE=address,undefined -DCONNWATCH_TESTS=OFF \
   "${extra[@]}" >/dev/null
 cmake --build "$BUILD" -j"$JOBS" --target fuzzers
+if [ "$BUILD_ONLY" = 1 ]; then
+  echo "fuzz: built into $BUILD/"
+  exit 0
+fi
 
 if [ $# -gt 0 ]; then
   names=("$@")

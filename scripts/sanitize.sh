@@ -14,6 +14,9 @@
 #   scripts/sanitize.sh            both variants
 #   scripts/sanitize.sh asan       one of them (asan | tsan)
 #   scripts/sanitize.sh tsan -R Monitor     extra args go to ctest
+#   scripts/sanitize.sh --build-only asan   only build (scripts/test.sh builds
+#   scripts/sanitize.sh --test-only asan    one variant while tests run, then
+#                                           runs it without building again)
 #
 # Environment: CXX (compiler, default g++), JOBS (build and ctest jobs,
 # default 2). Run scripts/setup.sh first on a fresh machine (it installs the
@@ -23,6 +26,11 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 JOBS=${JOBS:-2}
 VARIANTS=(asan tsan)
+PHASE=all
+case ${1:-} in
+  --build-only) PHASE=build; shift ;;
+  --test-only) PHASE="test"; shift ;;
+esac
 if [ $# -gt 0 ] && { [ "$1" = asan ] || [ "$1" = tsan ]; }; then
   VARIANTS=("$1")
   shift
@@ -46,12 +54,16 @@ for v in "${VARIANTS[@]}"; do
     tsan) sanitize=thread ;;
   esac
   dir=build-$v
-  echo "sanitize: $v: configuring and building $dir/ ($sanitize)"
-  start=$(date +%s)
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1" \
-    -DCMAKE_CXX_COMPILER="${CXX:-g++}" -DCONNWATCH_SANITIZE=$sanitize >/dev/null
-  cmake --build "$dir" -j"$JOBS" --target connwatch_tests
-  echo "sanitize: $v: built in $(( $(date +%s) - start ))s; running unit and integration tests"
+  if [ "$PHASE" != test ]; then
+    echo "sanitize: $v: configuring and building $dir/ ($sanitize)"
+    start=$(date +%s)
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O1" \
+      -DCMAKE_CXX_COMPILER="${CXX:-g++}" -DCONNWATCH_SANITIZE="$sanitize" >/dev/null
+    cmake --build "$dir" -j"$JOBS" --target connwatch_tests
+    echo "sanitize: $v: built in $(( $(date +%s) - start ))s"
+  fi
+  [ "$PHASE" = build ] && continue
+  echo "sanitize: $v: running unit and integration tests"
   start=$(date +%s)
   if (cd "$dir" && ctest --output-on-failure -j"$JOBS" --timeout 600 -LE 'system|package|bench' "$@"); then
     echo "sanitize: $v: passed in $(( $(date +%s) - start ))s"

@@ -115,7 +115,7 @@ std::string ManyTargets(size_t n) {
 class Daemon {
  public:
   explicit Daemon(const std::string& config, std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {CONNWATCHD_BINARY, "--config.file=" + config,
+    std::vector<std::string> argv = {CONNWATCHD_BINARY, "--storage.path=", "--config.file=" + config,
                                      "--web.listen-address=127.0.0.1:0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     process_ = std::make_unique<Subprocess>(argv);

@@ -62,7 +62,7 @@ TEST(ClockStep, ChecksAndHeartbeatsIgnoreStepsOfTheWallClock) {
       "defaults: {startup_jitter: 0s, check_interval: 100ms, check_jitter: 0s}\n"
       "targets:\n  - name: a\n    address: 127.0.0.1:" + std::to_string(peer.port()) +
           "\n    heartbeat: {send: \"PING\\n\", expect: \"PONG\", interval: 100ms, timeout: 1s}\n");
-  Subprocess daemon({CONNWATCHD_BINARY, "--config.file=" + config,
+  Subprocess daemon({CONNWATCHD_BINARY, "--storage.path=", "--config.file=" + config,
                      "--web.listen-address=127.0.0.1:0"},
                     {"LD_PRELOAD=" + faketime, "FAKETIME_TIMESTAMP_FILE=" + offset,
                      "FAKETIME_NO_CACHE=1", "FAKETIME_DONT_FAKE_MONOTONIC=1"});

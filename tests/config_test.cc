@@ -321,7 +321,7 @@ TEST(ConfigLoad, ShippedExampleIsValid) {
   EXPECT_GE(result.config->targets.size(), 3u);
   // Only documentation addresses (RFC 5737, RFC 3849, example.org).
   for (const auto& target : result.config->targets) {
-    const std::string& host = target->host;
+    const std::string& host = target->srv.empty() ? target->host : target->srv;
     bool documentation = host.rfind("192.0.2.", 0) == 0 || host.rfind("198.51.100.", 0) == 0 ||
                          host.rfind("203.0.113.", 0) == 0 || host.rfind("2001:db8:", 0) == 0 ||
                          (host.size() >= 11 && host.substr(host.size() - 11) == "example.org");

@@ -53,7 +53,7 @@ class CtlDaemonTest : public ::testing::Test {
   void Launch(const std::vector<std::string>& names, std::vector<std::string> extra = {},
               const std::string& port = "0") {
     config_ = dir_.Write("connwatch.yaml", Config(names));
-    std::vector<std::string> argv = {CONNWATCHD_BINARY, "--config.file=" + config_,
+    std::vector<std::string> argv = {CONNWATCHD_BINARY, "--storage.path=", "--config.file=" + config_,
                                      "--web.listen-address=127.0.0.1:" + port};
     argv.insert(argv.end(), extra.begin(), extra.end());
     daemon_ = std::make_unique<Subprocess>(argv);

@@ -69,7 +69,7 @@ TEST(DaemonFlags, UnknownFlagAndBadLevelAreRejected) {
 TEST(DaemonFlags, StartWithBadConfigExitsOneWithTheErrors) {
   TempDir dir;
   std::string path = dir.Write("bad.yaml", "targets:\n  - address: \"\"\n");
-  Subprocess d({CONNWATCHD_BINARY, "--config.file=" + path, "--web.listen-address=127.0.0.1:0"});
+  Subprocess d({CONNWATCHD_BINARY, "--storage.path=", "--config.file=" + path, "--web.listen-address=127.0.0.1:0"});
   EXPECT_EQ(d.Wait(kDeadline), 1) << d.Output();
   EXPECT_NE(d.Output().find("level=error"), std::string::npos) << d.Output();
 }
@@ -90,7 +90,7 @@ class DaemonTest : public ::testing::Test {
   }
 
   void Launch(std::vector<std::string> extra = {}, std::vector<std::string> env = {}) {
-    std::vector<std::string> argv = {CONNWATCHD_BINARY, "--config.file=" + config_,
+    std::vector<std::string> argv = {CONNWATCHD_BINARY, "--storage.path=", "--config.file=" + config_,
                                      "--web.listen-address=127.0.0.1:0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     daemon_ = std::make_unique<Subprocess>(argv, env);

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "dnsmasq.h"
 #include "monitor_fixture.h"
 #include "net/resolver.h"
 #include "test_peer.h"
@@ -23,75 +24,6 @@ namespace connwatch {
 namespace {
 
 using namespace connwatch::testing;  // NOLINT: the fixture and its helpers
-
-constexpr const char* kDnsmasq = "/usr/sbin/dnsmasq";
-
-uint16_t FreeUdpPort() {
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin);
-  socklen_t len = sizeof sin;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len);
-  close(fd);
-  return ntohs(sin.sin_port);
-}
-
-// dnsmasq in the foreground, authoritative for the names of one hosts file.
-class Dnsmasq {
- public:
-  Dnsmasq(const TempDir& dir, const std::string& hosts, int ttl)
-      : dir_(dir), hosts_path_(dir.Write("dns-hosts", hosts)) {
-    if (access(kDnsmasq, X_OK) != 0) {
-      why_not_ = std::string(kDnsmasq) + " is not installed (Debian package dnsmasq-base)";
-      return;
-    }
-    port_ = FreeUdpPort();
-    const std::string user = geteuid() == 0 ? "root" : "";
-    std::vector<std::string> argv = {kDnsmasq,
-                                     "--keep-in-foreground",
-                                     "--no-resolv",
-                                     "--no-hosts",
-                                     "--no-poll",
-                                     "--addn-hosts=" + hosts_path_,
-                                     "--local-ttl=" + std::to_string(ttl),
-                                     "--port=" + std::to_string(port_),
-                                     "--listen-address=127.0.0.1",
-                                     "--bind-interfaces",
-                                     "--pid-file=",
-                                     "--log-facility=-"};
-    if (!user.empty()) argv.push_back("--user=" + user);
-    process_ = std::make_unique<Subprocess>(argv);
-    if (process_->WaitForLine("read " + hosts_path_, kDeadline).empty()) {
-      why_not_ = "dnsmasq did not start: " + process_->Output();
-    }
-  }
-
-  const std::string& why_not() const { return why_not_; }
-  std::string server() const { return "127.0.0.1:" + std::to_string(port_); }
-
-  // Rewrites the records and waits until dnsmasq has reread them.
-  void SetHosts(const std::string& hosts) {
-    const size_t from = process_->line_count();
-    dir_.Write("dns-hosts", hosts);
-    process_->Signal(SIGHUP);
-    ASSERT_FALSE(process_->WaitForLine("read " + hosts_path_, kDeadline, from).empty())
-        << "dnsmasq did not reread " << hosts_path_ << ":\n" << process_->Output();
-  }
-
-  void Stop() {
-    process_->Signal(SIGTERM);
-    ASSERT_GE(process_->Wait(kDeadline), 0) << "dnsmasq did not exit";
-  }
-
- private:
-  const TempDir& dir_;
-  std::string hosts_path_;
-  uint16_t port_ = 0;
-  std::unique_ptr<Subprocess> process_;
-  std::string why_not_;
-};
 
 class DnsTest : public MonitorTest {
  protected:

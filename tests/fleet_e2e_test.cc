@@ -18,6 +18,7 @@
 
 #include "core/shard.h"
 #include "http_client.h"
+#include "prometheus_server.h"
 #include "test_peer.h"
 #include "test_util.h"
 
@@ -33,40 +34,8 @@ using testing::TempDir;
 using testing::TestPeer;
 using testing::WaitFor;
 
-constexpr const char* kPrometheus = "/usr/bin/prometheus";
-constexpr const char* kHost = "127.0.0.1";
+constexpr const char* kPrometheus = testing::kPrometheusBinary;
 constexpr milliseconds kDeadline{20000};
-
-std::string Encode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
-// A loopback port free a moment ago (Prometheus takes no port 0).
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  close(fd);
-  return port;
-}
 
 // `count` targets, all held to the one peer (names decide the shard).
 std::string FleetConfig(int count, uint16_t port) {
@@ -84,18 +53,18 @@ class FleetE2E : public ::testing::Test {
  protected:
   void TearDown() override {
     if (HasFailure()) {
-      if (prometheus_) std::cerr << "--- prometheus output:\n" << prometheus_->Output();
+      if (prometheus_.started()) std::cerr << "--- prometheus output:\n" << prometheus_.Output();
       for (size_t i = 0; i < shards_.size(); ++i) {
         std::cerr << "--- connwatchd shard " << i << " output:\n" << shards_[i]->Output();
       }
     }
-    prometheus_.reset();
+    prometheus_ = testing::PrometheusServer();
     shards_.clear();
   }
 
   int StartShard(const std::string& config, const std::string& spec) {
     shards_.push_back(std::make_unique<Subprocess>(std::vector<std::string>{
-        CONNWATCHD_BINARY, "--config.file=" + config, "--web.listen-address=127.0.0.1:0",
+        CONNWATCHD_BINARY, "--storage.path=", "--config.file=" + config, "--web.listen-address=127.0.0.1:0",
         "--shard=" + spec}));
     std::string line = shards_.back()->WaitForLine("msg=listening", milliseconds(5000));
     return line.empty() ? 0 : std::stoi(testing::LogfmtValue(line, "port"));
@@ -112,32 +81,13 @@ class FleetE2E : public ::testing::Test {
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
         "scrape_configs:\n  - job_name: connwatch\n    static_configs:\n      - targets: [" +
             targets + "]\n");
-    for (int attempt = 0; attempt < 3; ++attempt) {
-      prom_port_ = FreePort();
-      prometheus_ = std::make_unique<Subprocess>(std::vector<std::string>{
-          kPrometheus, "--config.file=" + config,
-          "--storage.tsdb.path=" + dir_.path() + "/data-" + std::to_string(attempt),
-          "--web.listen-address=127.0.0.1:" + std::to_string(prom_port_), "--log.level=warn"});
-      bool ready = WaitFor(
-          [&] {
-            return HttpGet(kHost, prom_port_, "/-/ready", milliseconds(1000)).status == 200 ||
-                   prometheus_->Wait(milliseconds(0)) >= 0;
-          },
-          kDeadline);
-      if (ready && HttpGet(kHost, prom_port_, "/-/ready").status == 200) return;
-      if (prometheus_->Output().find("address already in use") == std::string::npos) break;
-    }
-    FAIL() << "Prometheus did not become ready on 127.0.0.1:" << prom_port_;
+    const std::string why = prometheus_.Start(config, dir_.path(), kDeadline);
+    if (!why.empty()) FAIL() << why;
   }
 
   // The value of a one-series instant query ("" when it has no single result).
   std::string Scalar(const std::string& promql) {
-    HttpResponse r =
-        HttpGet(kHost, prom_port_, "/api/v1/query?query=" + Encode(promql), milliseconds(5000));
-    if (!r.ok()) return "";
-    Json j = Json::parse(r.body, nullptr, false);
-    if (j.is_discarded() || j.value("status", "") != "success") return "";
-    const Json& result = j["data"]["result"];
+    const Json result = prometheus_.Query(promql);
     if (!result.is_array() || result.size() != 1) return "";
     return result[0]["value"][1].get<std::string>();
   }
@@ -155,8 +105,7 @@ class FleetE2E : public ::testing::Test {
 
   TempDir dir_;
   std::vector<std::unique_ptr<Subprocess>> shards_;
-  std::unique_ptr<Subprocess> prometheus_;
-  int prom_port_ = 0;
+  testing::PrometheusServer prometheus_;
 };
 
 TEST_F(FleetE2E, TwoShardsAndOnePrometheusSeeTheWholeList) {

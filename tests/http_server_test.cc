@@ -526,7 +526,8 @@ TEST_F(HttpServerTest, TargetsJson) {
 
   // Every target has the same keys.
   std::vector<std::string> keys = {
-      "name",        "address",     "resolved_address", "labels",      "state",
+      "name",        "address",     "resolved_address", "endpoint",    "srv",
+      "labels",      "state",
       "up",          "since",       "last_event",       "connects",    "connect_failures",
       "disconnects", "icmp_errors", "rtt_seconds",      "retransmits", "heartbeat_seconds",
       "idle_cutoff_seconds", "canary", "tls"};
@@ -639,6 +640,7 @@ TEST_F(HttpServerTest, EventsNewestFirst) {
                                    "target",
                                    "address",
                                    "resolved_address",
+                                   "endpoint",
                                    "reason",
                                    "errno",
                                    "detected_by",

@@ -549,7 +549,7 @@ TEST(HttpSurfaceDaemon, TheFdReserveKeepsScrapesAnsweredWhenTargetsWantEveryDesc
               std::to_string(peer.port()) + "'}\n";
   }
   const std::string path = dir.Write("connwatch.yaml", config);
-  testing::Subprocess d({"/usr/bin/prlimit", "--nofile=700:700", "--", CONNWATCHD_BINARY,
+  testing::Subprocess d({"/usr/bin/prlimit", "--nofile=700:700", "--", CONNWATCHD_BINARY, "--storage.path=",
                          "--config.file=" + path, "--web.listen-address=127.0.0.1:0",
                          "--log.level=info"});
   const std::string listening = d.WaitForLine("msg=listening", milliseconds(20000));

@@ -3,6 +3,7 @@
 
 #include "web/metrics_text.h"
 
+#include <algorithm>
 #include <gtest/gtest.h>
 #include <prometheus/text_serializer.h>
 
@@ -65,9 +66,27 @@ Snapshot RandomSnapshot(std::mt19937_64& rng, size_t targets) {
       if (chance(10)) t.icmp_errors[r] = 1 + pick(50);
     }
     t.retransmits_total = pick(10);
-    t.resolves_name = chance(50);
-    t.address_stale = t.resolves_name && chance(30);
-    t.dns_failures = t.resolves_name ? pick(100) : 0;
+    if (chance(30)) {
+      // An endpoint of a target that holds every address (srv: with priority, weight).
+      auto endpoint = std::make_shared<EndpointInfo>();
+      endpoint->endpoint = chance(50) ? "10.0.0." + std::to_string(pick(256)) + ":6379"
+                                      : "[" + text() + "]:80";
+      if (chance(50)) {
+        endpoint->srv_host = text();
+        endpoint->priority = static_cast<int>(pick(65536));
+        endpoint->weight = static_cast<int>(pick(65536));
+        if (chance(30)) cfg->labels.emplace_back("priority", text());  // left out
+      }
+      if (chance(20)) cfg->labels.emplace_back("endpoint", text());  // left out
+      std::sort(cfg->labels.begin(), cfg->labels.end());
+      t.endpoint = endpoint;
+      t.name_series = chance(50);
+      t.dns_failures = t.name_series ? pick(100) : 0;
+    } else {
+      t.resolves_name = chance(50);
+      t.address_stale = t.resolves_name && chance(30);
+      t.dns_failures = t.resolves_name ? pick(100) : 0;
+    }
     t.has_rtt = chance(60);
     t.rtt_seconds = doubles[pick(std::size(doubles))];
     if (chance(30)) {

@@ -304,9 +304,11 @@ TEST(MetricsTable, MarkdownHasARowPerMetric) {
   for (char c : md) rows += c == '\n';
   EXPECT_EQ(rows, kMetricCount + 2);
   EXPECT_THAT(md, HasSubstr("| `connwatch_target_connect_failures_total` | counter | `target`, "
-                            "`reason` |"));
-  EXPECT_THAT(md, HasSubstr("| `connwatch_target_info` | gauge | `target`, `address`, user "
+                            "`endpoint` (addresses: all, srv), `reason` |"));
+  EXPECT_THAT(md, HasSubstr("| `connwatch_target_info` | gauge | `target`, `endpoint` "
+                            "(addresses: all, srv), `priority`, `weight` (srv), `address`, user "
                             "labels |"));
+  EXPECT_THAT(md, HasSubstr("| `connwatch_dns_failures_total` | counter | `target` |"));
   EXPECT_THAT(md, HasSubstr("| `connwatch_connect_duration_seconds` | histogram | `le` |"));
   EXPECT_THAT(md, HasSubstr("| `process_open_fds` | gauge | - |"));
 }

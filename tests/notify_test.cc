@@ -171,7 +171,7 @@ class Notify : public ::testing::Test {
   void Launch(std::vector<std::string> env, int http_port = 0) {
     env.push_back("NOTIFY_SOCKET=" + notify_.path());
     daemon_ = std::make_unique<Subprocess>(
-        std::vector<std::string>{CONNWATCHD_BINARY, "--config.file=" + config_,
+        std::vector<std::string>{CONNWATCHD_BINARY, "--storage.path=", "--config.file=" + config_,
                                  "--web.listen-address=127.0.0.1:" + std::to_string(http_port)},
         env);
   }

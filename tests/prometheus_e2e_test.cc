@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "http_client.h"
+#include "prometheus_server.h"
 #include "test_peer.h"
 #include "test_util.h"
 #include "tls_fixtures.h"
@@ -34,43 +35,12 @@ using std::chrono::milliseconds;
 using testing::Subprocess;
 using testing::TempDir;
 using testing::TestPeer;
+using testing::UrlEncode;
 using testing::WaitFor;
 
-constexpr const char* kPrometheus = "/usr/bin/prometheus";
-constexpr const char* kHost = "127.0.0.1";
+constexpr const char* kPrometheus = testing::kPrometheusBinary;
 constexpr milliseconds kStartDeadline{20000};
 constexpr milliseconds kDeadline{20000};
-
-std::string UrlEncode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
-// A port that was free a moment ago (Prometheus takes no port 0).
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  close(fd);
-  return port;
-}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -85,17 +55,17 @@ class PrometheusE2E : public ::testing::Test {
   }
   void TearDown() override {
     if (HasFailure()) {
-      if (prometheus_) std::cerr << "--- prometheus output:\n" << prometheus_->Output();
+      if (prometheus_.started()) std::cerr << "--- prometheus output:\n" << prometheus_.Output();
       if (daemon_) std::cerr << "--- connwatchd output:\n" << daemon_->Output();
     }
     // Killed even when an assertion failed (the destructors send SIGKILL).
-    prometheus_.reset();
+    prometheus_ = testing::PrometheusServer();
     daemon_.reset();
   }
 
   // Starts connwatchd on `config` with `extra` flags; returns its port.
   int StartDaemon(const std::string& config, std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = {CONNWATCHD_BINARY, "--config.file=" + config,
+    std::vector<std::string> argv = {CONNWATCHD_BINARY, "--storage.path=", "--config.file=" + config,
                                      "--web.listen-address=127.0.0.1:0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     daemon_ = std::make_unique<Subprocess>(argv);
@@ -120,39 +90,12 @@ class PrometheusE2E : public ::testing::Test {
                                               "\n"
                                               "scrape_configs:\n" +
                                               scrape_config);
-    // The port is free when chosen but may be taken before Prometheus binds
-    // it: try a few.
-    for (int attempt = 0; attempt < 3; ++attempt) {
-      prom_port_ = FreePort();
-      prometheus_ = std::make_unique<Subprocess>(std::vector<std::string>{
-          kPrometheus, "--config.file=" + config,
-          "--storage.tsdb.path=" + dir_.path() + "/data-" + std::to_string(attempt),
-          "--web.listen-address=127.0.0.1:" + std::to_string(prom_port_), "--log.level=warn"});
-      bool ready = WaitFor(
-          [&] {
-            return HttpGet(kHost, prom_port_, "/-/ready", milliseconds(1000)).status == 200 ||
-                   prometheus_->Wait(milliseconds(0)) >= 0;
-          },
-          kStartDeadline);
-      if (ready && HttpGet(kHost, prom_port_, "/-/ready").status == 200) return;
-      if (prometheus_->Output().find("address already in use") == std::string::npos) break;
-    }
-    FAIL() << "Prometheus did not become ready on 127.0.0.1:" << prom_port_;
+    const std::string why = prometheus_.Start(config, dir_.path(), kStartDeadline);
+    if (!why.empty()) FAIL() << why;
   }
 
-  // GET /api/v1/<path> of Prometheus; the parsed document (null on error).
-  Json Api(const std::string& path) {
-    HttpResponse r = HttpGet(kHost, prom_port_, "/api/v1/" + path, milliseconds(5000));
-    if (!r.ok()) return nullptr;
-    Json j = Json::parse(r.body, nullptr, false);
-    return j.is_discarded() ? Json(nullptr) : j;
-  }
-  // An instant query: data.result, or null when the query failed.
-  Json Query(const std::string& promql) {
-    Json j = Api("query?query=" + UrlEncode(promql));
-    if (!j.is_object() || j.value("status", "") != "success") return nullptr;
-    return j["data"]["result"];
-  }
+  Json Api(const std::string& path) { return prometheus_.Api(path); }
+  Json Query(const std::string& promql) { return prometheus_.Query(promql); }
   size_t ResultCount(const std::string& promql) {
     Json r = Query(promql);
     return r.is_array() ? r.size() : 0;
@@ -166,8 +109,7 @@ class PrometheusE2E : public ::testing::Test {
 
   TempDir dir_;
   std::unique_ptr<Subprocess> daemon_;
-  std::unique_ptr<Subprocess> prometheus_;
-  int prom_port_ = 0;
+  testing::PrometheusServer prometheus_;
 };
 
 // Every PromQL expression of the Grafana dashboard (panels, annotations;

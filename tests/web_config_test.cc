@@ -545,7 +545,7 @@ TEST(WebConfig, DaemonExitsOneOnABadWebConfig) {
   TempDir dir;
   std::string config = dir.Write("connwatch.yaml", "targets: []\n");
   std::string web = dir.Write("web.yml", "tls_server_config:\n  cert_file: missing.crt\n");
-  Subprocess d({CONNWATCHD_BINARY, "--config.file=" + config, "--web.listen-address=127.0.0.1:0",
+  Subprocess d({CONNWATCHD_BINARY, "--storage.path=", "--config.file=" + config, "--web.listen-address=127.0.0.1:0",
                 "--web.config.file=" + web});
   EXPECT_EQ(d.Wait(milliseconds(5000)), 1) << d.Output();
   EXPECT_NE(d.Output().find(web + ":2:3: tls_server_config: missing \\\"key_file\\\""),
@@ -612,7 +612,7 @@ TEST(WebConfig, DaemonServesTlsWithBasicAuth) {
                               "tls_server_config:\n  cert_file: tls.crt\n"
                               "  key_file: tls.key\nbasic_auth_users:\n  prom: " +
                                   Bcrypt("pw") + "\n");
-  Subprocess d({CONNWATCHD_BINARY, "--config.file=" + config, "--web.listen-address=127.0.0.1:0",
+  Subprocess d({CONNWATCHD_BINARY, "--storage.path=", "--config.file=" + config, "--web.listen-address=127.0.0.1:0",
                 "--web.config.file=" + web});
   std::string line = d.WaitForLine("msg=listening", milliseconds(5000));
   ASSERT_FALSE(line.empty()) << d.Output();

@@ -27,39 +27,18 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "config/config_files.h"
+#include "config/config_text.h"
 #include "config/yaml_errors.h"
+#include "config/yaml_tree.h"
 #include "core/shard.h"
 
 namespace connwatch {
 
 namespace {
 
-// A connwatch config is at most four levels deep (targets, a target, its
-// labels/keepalive/heartbeat, a value). Deeper documents are refused while
-// parsing, which also bounds yaml-cpp's recursion (its own guard allows 500
-// levels, about 250 KB of stack: too much for a small thread stack).
-constexpr int kMaxDepth = 64;
-// Aliases make a config stand for more nodes than it holds (an alias counts
-// the whole node it names, each time it is referenced), and the loader walks
-// an aliased node as often as it is referenced. A document is refused at the
-// alias that takes its nodes, aliases expanded, past max(kMinExpansionLimit,
-// kExpansionFactor x the nodes written so far), counted across the main file
-// and its includes. Why these numbers: aliases are the only way to share
-// labels between targets (labels are not allowed in defaults), and a target
-// writes at least 4 nodes (its map, "address" and its value, the key of the
-// alias) while an alias of a map of L labels stands for 1 + 2L. With a factor
-// of 16, every target of a config of any size may alias a map of up to 29
-// labels (5 labels, as in most configs: under 4 times), and under the floor
-// anything goes (10,000 targets sharing 45 labels). What is refused is built
-// to amplify: 10,000 aliases of a 1,000-key map in 38 KB took 10 s of CPU
-// before this bound, and is now refused while parsing. What aliases can still
-// cost a load that is not refused is bounded by the floor (walking 1,000,000
-// expanded nodes that are all errors takes about 0.5 s, release build) and by
-// the factor (a 650 KB file built to stay just under it took 1.6 s to load
-// with its errors; the same bytes without aliases, 0.2 s).
-constexpr uint64_t kMinExpansionLimit = 1000000;
-constexpr uint64_t kExpansionFactor = 16;
-constexpr size_t kMaxFileBytes = 64 << 20;
+using namespace config_detail;  // NOLINT: the loader's own helpers
+
 // The kernel takes TCP_KEEPIDLE / TCP_KEEPINTVL in whole seconds, 1..32767.
 constexpr int64_t kMaxKeepaliveSeconds = 32767;
 constexpr int kMaxKeepaliveCount = 127;  // TCP_KEEPCNT
@@ -67,7 +46,9 @@ constexpr int kMaxKeepaliveCount = 127;  // TCP_KEEPCNT
 constexpr int64_t kMaxUserTimeoutMs = std::numeric_limits<int32_t>::max();
 
 // Labels connwatch itself puts on every series; a user label may not shadow them.
-constexpr std::string_view kReservedLabels[] = {"target", "address"};
+constexpr std::string_view kReservedLabels[] = {"target", "address", "endpoint"};
+// Labels of connwatch_target_info for `srv:` targets (SRV priority and weight).
+constexpr std::string_view kSrvLabels[] = {"priority", "weight"};
 
 // The keys of each map. Every array here is listed in ConfigKeyGroups() (at
 // the end of this file), which the docs tests compare with the documentation.
@@ -80,12 +61,12 @@ constexpr std::string_view kSettingKeys[] = {
     "connect_timeout", "check_interval", "keepalive",    "user_timeout", "backoff",
     "address_family",  "source_address", "startup_jitter", "check_jitter", "heartbeat",
     "probes",          "report_icmp",    "tls",            "resolve_interval",
-    "on_address_change", "canary"};
+    "on_address_change", "canary", "addresses"};
 constexpr std::string_view kTargetKeys[] = {
     "name",           "address",        "labels",         "connect_timeout", "check_interval",
     "keepalive",      "user_timeout",   "backoff",        "address_family",  "source_address",
     "startup_jitter", "check_jitter",   "heartbeat",      "probes",          "report_icmp",
-    "tls",            "resolve_interval", "on_address_change", "canary"};
+    "tls",            "resolve_interval", "on_address_change", "canary", "addresses", "srv"};
 constexpr std::string_view kKeepaliveKeys[] = {"idle", "interval", "count"};
 constexpr std::string_view kBackoffKeys[] = {"initial", "max"};
 constexpr std::string_view kHeartbeatKeys[] = {"send", "expect", "interval", "timeout", "fall"};
@@ -94,624 +75,6 @@ constexpr std::string_view kProbeWords[] = {"peek", "zero_send", "tcp_info", "so
 constexpr std::string_view kTlsKeys[] = {"server_name", "ca_file",           "cert_file",
                                          "key_file",    "insecure_skip_verify", "min_version"};
 
-// ---------------------------------------------------------------------------
-// The document tree.
-
-// One node of a parsed YAML document with its place (1-based). Built from
-// yaml-cpp's parser events rather than YAML::Load: that lets us refuse deep
-// nesting as soon as it starts, keeps every pair of a map (duplicates
-// included), and never throws BadConversion because nothing is converted.
-struct YamlNode {
-  enum class Kind : uint8_t { kNull, kScalar, kSequence, kMap };
-  Kind kind = Kind::kNull;
-  bool plain = false;  // a scalar written without quotes: `false`, not "false".
-  int line = 0;
-  int column = 0;
-  std::string value;                      // scalars only.
-  std::vector<const YamlNode*> children;  // sequence items, or key, value, key, value...
-  // How many nodes this one stands for once aliases are expanded: 1 plus
-  // the expanded sizes of its children (saturating). Final once the node
-  // has ended; an alias of a node that has not ended yet (`&a [*a]`, a
-  // cycle the loader never follows more than a few levels) counts 1.
-  uint64_t expanded = 1;
-};
-
-uint64_t SaturatingAdd(uint64_t a, uint64_t b) {
-  return a > std::numeric_limits<uint64_t>::max() - b ? std::numeric_limits<uint64_t>::max()
-                                                      : a + b;
-}
-
-struct TooDeep {
-  YAML::Mark mark;
-};
-struct SecondDocument {
-  YAML::Mark mark;
-};
-struct UnclosedQuote {  // a quoted scalar that runs to the end of the file.
-  YAML::Mark mark;
-};
-struct TooMuchExpansion {
-  YAML::Mark mark;   // the alias that crossed the limit.
-  uint64_t limit;    // the limit it crossed.
-  uint64_t written;  // nodes written so far, which the limit was computed from.
-};
-
-// Node counts of one load, across the main file and its includes.
-struct NodeCount {
-  uint64_t written = 0;   // nodes in the files (an alias adds none).
-  uint64_t expanded = 0;  // nodes once aliases are expanded (saturating).
-};
-
-// Owns the nodes of one document. Throws TooDeep past kMaxDepth,
-// SecondDocument when a second document starts, UnclosedQuote for a quoted
-// scalar of `text` that never closes, and TooMuchExpansion at the alias that
-// takes `count->expanded` past max(kMinExpansionLimit, kExpansionFactor x
-// count->written).
-class TreeBuilder : public YAML::EventHandler {
- public:
-  TreeBuilder(NodeCount* count, std::string_view text) : count_(count), text_(text) {}
-  const YamlNode* root() const { return root_; }
-
-  void OnDocumentStart(const YAML::Mark& mark) override {
-    if (documents_++ > 0) throw SecondDocument{mark};
-  }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
-    YamlNode* node = New(YamlNode::Kind::kNull, mark, anchor);
-    Attach(node);
-  }
-  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
-    // The alias shares the anchored node (and so its place), like YAML::Node.
-    const YamlNode* target = anchor < anchors_.size() ? anchors_[anchor] : nullptr;
-    if (target == nullptr) {
-      target = New(YamlNode::Kind::kNull, mark, YAML::NullAnchor);
-    } else {
-      count_->expanded = SaturatingAdd(count_->expanded, target->expanded);
-      const uint64_t limit = std::max(kMinExpansionLimit, kExpansionFactor * count_->written);
-      if (count_->expanded > limit) throw TooMuchExpansion{mark, limit, count_->written};
-    }
-    Attach(target);
-  }
-  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
-                const std::string& value) override {
-    YamlNode* node = New(YamlNode::Kind::kScalar, mark, anchor);
-    node->value = value;
-    node->plain = tag == "?";
-    // NOTE: yaml-cpp 0.7 ends a quoted scalar at the end of the input when
-    // its closing quote is missing, which swallows the rest of the file.
-    if (!node->plain && !mark.is_null() && mark.pos >= 0 &&
-        static_cast<size_t>(mark.pos) < text_.size() &&
-        (text_[static_cast<size_t>(mark.pos)] == '"' || text_[static_cast<size_t>(mark.pos)] == '\'') &&
-        !QuoteIsClosed(text_, static_cast<size_t>(mark.pos))) {
-      throw UnclosedQuote{mark};
-    }
-    Attach(node);
-  }
-  void OnSequenceStart(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t anchor,
-                       YAML::EmitterStyle::value /*style*/) override {
-    Open(YamlNode::Kind::kSequence, mark, anchor);
-  }
-  void OnSequenceEnd() override { Close(); }
-  void OnMapStart(const YAML::Mark& mark, const std::string& /*tag*/, YAML::anchor_t anchor,
-                  YAML::EmitterStyle::value /*style*/) override {
-    Open(YamlNode::Kind::kMap, mark, anchor);
-  }
-  void OnMapEnd() override { Close(); }
-
- private:
-  YamlNode* New(YamlNode::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor) {
-    YamlNode& node = nodes_.emplace_back();
-    ++count_->written;
-    count_->expanded = SaturatingAdd(count_->expanded, 1);
-    node.kind = kind;
-    if (!mark.is_null()) {
-      node.line = mark.line + 1;
-      node.column = mark.column + 1;
-    }
-    if (anchor != YAML::NullAnchor) {
-      if (anchors_.size() <= anchor) anchors_.resize(anchor + 1, nullptr);
-      anchors_[anchor] = &node;
-    }
-    return &node;
-  }
-  void Attach(const YamlNode* node) {
-    if (!stack_.empty()) {
-      stack_.back()->children.push_back(node);
-    } else if (root_ == nullptr) {
-      root_ = node;
-    }
-  }
-  void Open(YamlNode::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor) {
-    if (static_cast<int>(stack_.size()) >= kMaxDepth) throw TooDeep{mark};
-    YamlNode* node = New(kind, mark, anchor);
-    Attach(node);
-    stack_.push_back(node);
-  }
-  void Close() {
-    YamlNode* node = stack_.back();
-    uint64_t expanded = 1;
-    for (const YamlNode* child : node->children) {
-      expanded = SaturatingAdd(expanded, child->expanded);
-    }
-    node->expanded = expanded;
-    stack_.pop_back();
-  }
-
-  NodeCount* count_;
-  std::string_view text_;
-  std::deque<YamlNode> nodes_;  // a deque: pointers stay valid as it grows.
-  std::vector<YamlNode*> stack_;
-  std::vector<const YamlNode*> anchors_;
-  const YamlNode* root_ = nullptr;
-  int documents_ = 0;
-};
-
-// ---------------------------------------------------------------------------
-// Small helpers.
-
-// A value quoted in an error message, cut at 80 bytes (on a UTF-8 boundary):
-// a message must stay readable, and a huge value aliased many times must not
-// multiply into gigabytes of error text.
-std::string Quote(std::string_view s) {
-  constexpr size_t kMax = 80;
-  if (s.size() <= kMax) return "\"" + std::string(s) + "\"";
-  size_t cut = kMax;
-  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-  return "\"" + std::string(s.substr(0, cut)) + "\"... (" + std::to_string(s.size()) + " bytes)";
-}
-
-std::string Describe(const YamlNode* node) {
-  switch (node->kind) {
-    case YamlNode::Kind::kNull:
-      return "an empty value";
-    case YamlNode::Kind::kScalar:
-      return "the string " + Quote(node->value);
-    case YamlNode::Kind::kSequence:
-      return "a list";
-    case YamlNode::Kind::kMap:
-      return "a map";
-  }
-  return "something else";
-}
-
-// "targets[0].labels.team"; a key that is not a plain word is quoted:
-// `labels."team name"`.
-std::string Join(const std::string& parent, std::string_view key) {
-  bool plain = !key.empty();
-  for (char c : key) {
-    plain = plain && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '_' || c == '-' || c == '.');
-  }
-  std::string out = parent;
-  if (!out.empty()) out += '.';
-  if (plain) {
-    out += key;
-  } else {
-    out += '"';
-    out += key;
-    out += '"';
-  }
-  return out;
-}
-
-std::string Index(const std::string& parent, size_t i) {
-  return parent + "[" + std::to_string(i) + "]";
-}
-
-std::string ErrnoText(int err) { return std::generic_category().message(err); }
-
-size_t EditDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t above = row[j];
-      size_t substitute = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
-      row[j] = std::min({above + 1, row[j - 1] + 1, substitute});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
-template <size_t N>
-bool Contains(const std::string_view (&keys)[N], std::string_view key) {
-  return std::find(std::begin(keys), std::end(keys), key) != std::end(keys);
-}
-
-// The word of `known` closest to `word` when it looks like a misspelling of
-// it, else "".
-template <size_t N>
-std::string_view ClosestWord(std::string_view word, const std::string_view (&known)[N]) {
-  std::string_view best;
-  size_t best_distance = 3;  // suggest only close misspellings.
-  for (std::string_view candidate : known) {
-    size_t d = EditDistance(word, candidate);
-    if (d < best_distance && d < std::max<size_t>(word.size(), 2) / 2 + 1) {
-      best = candidate;
-      best_distance = d;
-    }
-  }
-  return best;
-}
-
-// `unknown key "conect_timeout" (did you mean "connect_timeout"?)`.
-template <size_t N>
-std::string UnknownKeyMessage(std::string_view key, const std::string_view (&known)[N]) {
-  std::string message = "unknown key " + Quote(key);
-  std::string_view best = ClosestWord(key, known);
-  if (!best.empty()) message += " (did you mean " + Quote(best) + "?)";
-  if (key == "<<") message += ": merge keys are not supported; put shared settings in \"defaults\"";
-  return message;
-}
-
-bool IsIpv4Literal(std::string_view s) {
-  in_addr a;
-  return inet_pton(AF_INET, std::string(s).c_str(), &a) == 1;
-}
-bool IsIpv6Literal(std::string_view s) {
-  in6_addr a;
-  return inet_pton(AF_INET6, std::string(s).c_str(), &a) == 1;
-}
-
-// "[fe80::1%eth0]" holds an IPv6 address with an optional zone.
-bool IsIpv6WithZone(std::string_view s) {
-  size_t percent = s.find('%');
-  if (percent == std::string_view::npos) return IsIpv6Literal(s);
-  return percent + 1 < s.size() && IsIpv6Literal(s.substr(0, percent));
-}
-
-bool IsHostName(std::string_view s) {
-  if (s.empty() || s.size() > 253) return false;
-  for (char c : s) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '.' || c == '_';
-    if (!ok) return false;
-  }
-  return true;
-}
-
-// Splits "host:port" / "[v6]:port". On failure `why` says what is wrong.
-bool ParseAddress(std::string_view text, std::string* host, uint16_t* port, std::string* why) {
-  if (text.empty()) {
-    *why = "must not be empty (expected host:port or [ipv6]:port)";
-    return false;
-  }
-  const std::string prefix = "invalid address " + Quote(text) + ": ";
-  for (char c : text) {
-    if (c == ' ' || c == '\t') {
-      *why = prefix + "contains whitespace";
-      return false;
-    }
-  }
-  std::string_view host_part;
-  std::string_view port_part;
-  if (text[0] == '[') {
-    size_t close = text.find(']');
-    if (close == std::string_view::npos) {
-      *why = prefix + "missing \"]\" after the IPv6 address (expected [ipv6]:port)";
-      return false;
-    }
-    host_part = text.substr(1, close - 1);
-    if (host_part.empty()) {
-      *why = prefix + "empty IPv6 address between \"[\" and \"]\"";
-      return false;
-    }
-    if (!IsIpv6WithZone(host_part)) {
-      *why = prefix + Quote(host_part) + " in brackets is not an IPv6 address";
-      return false;
-    }
-    std::string_view rest = text.substr(close + 1);
-    if (rest.empty()) {
-      *why = prefix + "missing port (expected [ipv6]:port)";
-      return false;
-    }
-    if (rest[0] != ':') {
-      *why = prefix + "expected \":port\" after \"]\"";
-      return false;
-    }
-    port_part = rest.substr(1);
-  } else {
-    size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos) {
-      *why = prefix + "missing port (expected host:port)";
-      return false;
-    }
-    if (text.find(':') != colon) {
-      *why = prefix + "an IPv6 address must be written in brackets, e.g. \"[2001:db8::1]:80\"";
-      return false;
-    }
-    host_part = text.substr(0, colon);
-    port_part = text.substr(colon + 1);
-    if (host_part.empty()) {
-      *why = prefix + "missing host before \":\"";
-      return false;
-    }
-    if (!IsIpv4Literal(host_part) && !IsHostName(host_part)) {
-      *why = prefix + "host " + Quote(host_part) +
-             " is neither an IPv4 address nor a host name (letters, digits, \"-\", \".\", \"_\")";
-      return false;
-    }
-  }
-  if (port_part.empty()) {
-    *why = prefix + "missing port after \":\"";
-    return false;
-  }
-  for (char c : port_part) {
-    if (c < '0' || c > '9') {
-      *why = prefix + "port " + Quote(port_part) + " is not a number (1..65535)";
-      return false;
-    }
-  }
-  long value = port_part.size() > 5 ? 100000 : std::stol(std::string(port_part));
-  if (value < 1 || value > 65535) {
-    *why = prefix + "port " + std::string(port_part) + " is out of range 1..65535";
-    return false;
-  }
-  *host = std::string(host_part);
-  *port = static_cast<uint16_t>(value);
-  return true;
-}
-
-enum class IpVersion : uint8_t { kNone, kV4, kV6 };
-
-IpVersion LiteralVersion(std::string_view host) {
-  if (IsIpv4Literal(host)) return IpVersion::kV4;
-  if (IsIpv6WithZone(host)) return IpVersion::kV6;
-  return IpVersion::kNone;
-}
-
-std::string_view VersionName(IpVersion v) { return v == IpVersion::kV4 ? "IPv4" : "IPv6"; }
-
-bool FamilyAllows(AddressFamily family, IpVersion v) {
-  if (family == AddressFamily::kAny || v == IpVersion::kNone) return true;
-  return (family == AddressFamily::kIp4) == (v == IpVersion::kV4);
-}
-
-bool IsLabelNameChar(char c, bool first) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-         (!first && c >= '0' && c <= '9');
-}
-
-// Checks that `text` is UTF-8 without control characters (other than tab,
-// CR, LF); otherwise sets the 1-based place of the first bad byte.
-bool CheckText(std::string_view text, int* line, int* column, std::string* why) {
-  int l = 1;
-  int c = 1;
-  size_t i = 0;
-  const size_t n = text.size();
-  auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
-  auto continuation = [&](size_t k, unsigned char lo, unsigned char hi) {
-    return k < n && byte(k) >= lo && byte(k) <= hi;
-  };
-  while (i < n) {
-    unsigned char b = byte(i);
-    size_t length = 0;
-    if (b < 0x80) {
-      if ((b < 0x20 && b != '\t' && b != '\n' && b != '\r') || b == 0x7f) {
-        char buf[80];
-        std::snprintf(buf, sizeof buf, "control character 0x%02x is not allowed in a config file",
-                      b);
-        *why = buf;
-        *line = l;
-        *column = c;
-        return false;
-      }
-      length = 1;
-    } else if (b >= 0xc2 && b <= 0xdf) {
-      if (continuation(i + 1, 0x80, 0xbf)) length = 2;
-    } else if (b >= 0xe0 && b <= 0xef) {
-      unsigned char lo = b == 0xe0 ? 0xa0 : 0x80;
-      unsigned char hi = b == 0xed ? 0x9f : 0xbf;
-      if (continuation(i + 1, lo, hi) && continuation(i + 2, 0x80, 0xbf)) length = 3;
-    } else if (b >= 0xf0 && b <= 0xf4) {
-      unsigned char lo = b == 0xf0 ? 0x90 : 0x80;
-      unsigned char hi = b == 0xf4 ? 0x8f : 0xbf;
-      if (continuation(i + 1, lo, hi) && continuation(i + 2, 0x80, 0xbf) &&
-          continuation(i + 3, 0x80, 0xbf)) {
-        length = 4;
-      }
-    }
-    if (length == 0) {
-      char buf[80];
-      std::snprintf(buf, sizeof buf, "invalid UTF-8 (byte 0x%02x); a config file must be UTF-8", b);
-      *why = buf;
-      *line = l;
-      *column = c;
-      return false;
-    }
-    if (b == '\n') {
-      ++l;
-      c = 1;
-    } else {
-      c += static_cast<int>(length);  // columns count bytes, as yaml-cpp's do.
-    }
-    i += length;
-  }
-  return true;
-}
-
-bool ReadFd(int fd, std::string* out, std::string* why);
-bool FdHolds(int fd, const std::string& expected, bool* same, std::string* why);
-
-std::function<void(size_t)>& ReadChunkHook() {
-  static std::function<void(size_t)> hook;
-  return hook;
-}
-
-bool SameVersion(const struct stat& a, const struct stat& b) {
-  return a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec &&
-         a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
-}
-
-bool ReadWholeFile(const std::string& path, std::string* out, std::string* why) {
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) {
-    *why = ErrnoText(errno);
-    return false;
-  }
-  if (S_ISDIR(st.st_mode)) {
-    *why = "is a directory";
-    return false;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    *why = "not a regular file";
-    return false;
-  }
-  // NOTE: O_NONBLOCK: some "regular files" block on read until something
-  // happens (/proc/kmsg waits for kernel messages; the fuzzer found an
-  // include glob that matched it and hung the loader), and a path swapped
-  // for a FIFO after the stat() above would block in open(). Regular files
-  // on disk ignore the flag; these now fail with EAGAIN instead of hanging.
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-  if (fd < 0) {
-    *why = ErrnoText(errno);
-    return false;
-  }
-  struct stat opened;
-  if (fstat(fd, &opened) != 0 || !S_ISREG(opened.st_mode)) {
-    *why = "not a regular file";
-    close(fd);
-    return false;
-  }
-  // NOTE: an editor or a script may rewrite the file in place while we read
-  // it (truncate, then write). The loader must never see half of one version
-  // and half of another, and the stats alone do not tell: the kernel stamps
-  // mtime from a coarse clock (one tick, about 4 ms), so two versions of the
-  // same size written within one tick look unchanged. A read counts only if
-  // the stats before and after it agree, the bytes read match the size, and
-  // a second read returns the same bytes with the stats still unchanged: two
-  // reads torn the same way would need the writer to repeat the same
-  // interleaving (ConfigLoad.FileRewrittenWithinOneClockTickIsNeverMixed
-  // makes such a rewrite). A file that keeps changing is an error, not a
-  // guess. (A writer that overwrites without truncating leaves the file
-  // itself half old, half new while it writes; no reader can tell that from
-  // a version. Tools should write a temporary file and rename it.)
-  for (int attempt = 0; attempt < 20; ++attempt) {
-    struct stat before, middle, after;
-    if (fstat(fd, &before) != 0 || lseek(fd, 0, SEEK_SET) != 0) break;
-    std::string why_read;
-    if (!ReadFd(fd, out, &why_read)) {
-      *why = why_read;
-      close(fd);
-      return false;
-    }
-    if (fstat(fd, &middle) != 0) break;
-    if (!SameVersion(before, middle) || static_cast<off_t>(out->size()) != middle.st_size) {
-      continue;
-    }
-    bool same = false;
-    if (lseek(fd, 0, SEEK_SET) != 0) break;
-    if (!FdHolds(fd, *out, &same, &why_read)) {
-      *why = why_read;
-      close(fd);
-      return false;
-    }
-    if (fstat(fd, &after) != 0) break;
-    if (same && SameVersion(before, after)) {
-      close(fd);
-      return true;
-    }
-  }
-  close(fd);
-  *why = "the file kept changing while it was read";
-  return false;
-}
-
-// Reads fd from its current offset to the end in chunks of up to 64 KiB,
-// handing each to `chunk` (which returns false to stop early). The test hook
-// runs after each chunk with the bytes read so far.
-template <typename Chunk>
-bool ReadChunks(int fd, std::string* why, Chunk&& chunk) {
-  char buf[65536];
-  size_t total = 0;
-  while (true) {
-    ssize_t got = read(fd, buf, sizeof buf);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      *why = errno == EAGAIN || errno == EWOULDBLOCK
-                 ? std::string("reading it would block (not an ordinary file on disk)")
-                 : ErrnoText(errno);
-      return false;
-    }
-    if (got == 0) return true;
-    const size_t n = static_cast<size_t>(got);
-    total += n;
-    if (!chunk(std::string_view(buf, n))) return true;
-    if (ReadChunkHook()) ReadChunkHook()(total);
-  }
-}
-
-// Reads fd from its current offset to the end into `out`.
-bool ReadFd(int fd, std::string* out, std::string* why) {
-  out->clear();
-  bool too_big = false;
-  bool ok = ReadChunks(fd, why, [&](std::string_view piece) {
-    out->append(piece);
-    too_big = out->size() > kMaxFileBytes;
-    return !too_big;
-  });
-  if (too_big) *why = "larger than 64 MiB";
-  return ok && !too_big;
-}
-
-// Reads fd from its current offset to the end and sets `same` when the bytes
-// are exactly `expected` (without holding a second copy of the file).
-bool FdHolds(int fd, const std::string& expected, bool* same, std::string* why) {
-  size_t at = 0;
-  bool differs = false;
-  bool ok = ReadChunks(fd, why, [&](std::string_view piece) {
-    differs = piece.size() > expected.size() - at ||
-              std::string_view(expected).substr(at, piece.size()) != piece;
-    at += piece.size();
-    return !differs;
-  });
-  *same = ok && !differs && at == expected.size();
-  return ok;
-}
-
-std::string DirName(const std::string& path) {
-  size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return "";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-std::string JoinPath(const std::string& dir, const std::string& path) {
-  if (dir.empty() || (!path.empty() && path[0] == '/')) return path;
-  if (dir.back() == '/') return dir + path;
-  return dir + "/" + path;
-}
-
-// glob(3) reports a directory it cannot read through a plain function
-// pointer; the details travel back through this thread-local.
-struct GlobFailure {
-  std::string path;
-  int err = 0;
-};
-thread_local GlobFailure glob_failure;
-
-// A directory that does not exist matches nothing, like an empty one; any
-// other failure (EACCES...) stops the expansion and is reported.
-int OnGlobError(const char* path, int err) {
-  if (err == ENOENT || err == ENOTDIR) return 0;
-  glob_failure.path = path;
-  glob_failure.err = err;
-  return 1;
-}
-
-std::string EscapeGlob(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '*' || c == '?' || c == '[' || c == '\\') out.push_back('\\');
-    out.push_back(c);
-  }
-  return out;
-}
-
-bool HasGlobChars(std::string_view s) { return s.find_first_of("*?[") != std::string_view::npos; }
 
 // ---------------------------------------------------------------------------
 // Settings shared by `defaults:` and targets.
@@ -754,6 +117,7 @@ struct Settings {
   Field<bool> report_icmp;
   Field<Millis> resolve_interval;
   Field<AddressChange> on_address_change;
+  Field<AddressMode> addresses;
   // `tls:` absent (inherit), false/null (off), or a map (on, merged key by
   // key over the defaults' tls). File paths are resolved when parsed.
   enum class Tls : uint8_t { kInherit, kOff, kOn } tls = Tls::kInherit;
@@ -822,6 +186,8 @@ void ApplySettings(const Settings& own, const Settings& d, TargetConfig* target)
   }
   target->on_address_change =
       Resolve(own.on_address_change, &d.on_address_change, builtin.on_address_change).value;
+  target->addresses = Resolve(own.addresses, &d.addresses, builtin.addresses).value;
+  if (!target->srv.empty()) target->addresses = AddressMode::kAll;
 
   Settings::Heartbeat mode = own.heartbeat;
   if (mode == Settings::Heartbeat::kInherit) mode = d.heartbeat;
@@ -893,6 +259,8 @@ class Loader {
   void ProcessShard(const SourceFile& f, const YamlNode* node);
   void ProcessTargets(const SourceFile& f, const YamlNode* node);
   void ProcessTarget(const SourceFile& f, const YamlNode* node, const std::string& path);
+  // `srv:` is a DNS name of the form _service._tcp.domain; else false and `why`.
+  static bool ValidSrvName(const std::string& name, std::string* why);
   void ParseLabels(const SourceFile& f, const YamlNode* node, const std::string& path,
                    TargetConfig* target);
   void ProcessIncludes(const SourceFile& f, const YamlNode* node);
@@ -1321,6 +689,17 @@ bool Loader::ParseSetting(const SourceFile& f, std::string_view key, const YamlN
     } else {
       Error(f, value, path, "must be report or reconnect, got " + Quote(value->value));
     }
+  } else if (key == "addresses") {
+    if (!Scalar(f, value, path, "first or all")) return true;
+    if (value->value == "first") {
+      s->addresses = {AddressMode::kFirst, value};
+    } else if (value->value == "all") {
+      s->addresses = {AddressMode::kAll, value};
+    } else {
+      Error(f, value, path,
+            "must be first (one connection, to the first address) or all (one connection per "
+            "address), got " + Quote(value->value));
+    }
   } else if (key == "tls") {
     ParseTls(f, value, path, s);
   } else {
@@ -1647,7 +1026,7 @@ void Loader::ProcessDefaults(const SourceFile& f, const YamlNode* node) {
   ForEachPair(f, node, "defaults",
               [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
                 if (ParseSetting(f, key, value, "defaults", &defaults_)) return;
-                if (key == "name" || key == "address" || key == "labels") {
+                if (key == "name" || key == "address" || key == "srv" || key == "labels") {
                   Error(f, key_node, "defaults",
                         Quote(key) + " is set per target and is not allowed in defaults");
                 } else {
@@ -1697,6 +1076,33 @@ void Loader::ParseLabels(const SourceFile& f, const YamlNode* node, const std::s
   std::sort(target->labels.begin(), target->labels.end());
 }
 
+bool Loader::ValidSrvName(const std::string& name, std::string* why) {
+  // _service._tcp.domain: connwatch holds TCP connections, so the protocol
+  // label is _tcp; the domain has at least one label.
+  const size_t first = name.find('.');
+  const size_t second = first == std::string::npos ? first : name.find('.', first + 1);
+  const std::string example = " (e.g. _kafka._tcp.example.org)";
+  if (name.empty() || name[0] != '_' || first == std::string::npos || first < 2 ||
+      second == std::string::npos || second + 1 >= name.size()) {
+    *why = "expected an SRV name _service._tcp.domain" + example + ", got " + Quote(name);
+    return false;
+  }
+  if (name.compare(first + 1, second - first - 1, "_tcp") != 0) {
+    *why = "the protocol of an SRV name must be _tcp (connwatch holds TCP connections), got " +
+           Quote(name) + example;
+    return false;
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.';
+    if (!ok) {
+      *why = "an SRV name has letters, digits, '-', '_' and '.' only, got " + Quote(name);
+      return false;
+    }
+  }
+  return true;
+}
+
 void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std::string& path) {
   if (node->kind != YamlNode::Kind::kMap) {
     Error(f, node, path,
@@ -1707,6 +1113,8 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
   Settings own;
   const YamlNode* name_node = nullptr;
   const YamlNode* address_node = nullptr;
+  const YamlNode* srv_node = nullptr;
+  const YamlNode* srv_key_node = nullptr;
   const YamlNode* labels_node = nullptr;
   ForEachPair(f, node, path,
               [&](std::string_view key, const YamlNode* key_node, const YamlNode* value) {
@@ -1714,6 +1122,9 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
                   name_node = value;
                 } else if (key == "address") {
                   address_node = value;
+                } else if (key == "srv") {
+                  srv_node = value;
+                  srv_key_node = key_node;
                 } else if (key == "labels") {
                   labels_node = value;
                 } else if (!ParseSetting(f, key, value, path, &own)) {
@@ -1730,6 +1141,20 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
   auto target = std::make_shared<TargetConfig>();
   bool have_name = false;
   bool have_address = false;
+  bool have_srv = false;
+  if (srv_node != nullptr && address_node != nullptr) {
+    Error(f, srv_key_node, Join(path, "srv"),
+          "a target has either \"address\" (host:port) or \"srv\" (an SRV name), not both");
+    address_node = nullptr;  // no second error about it
+  } else if (srv_node != nullptr && Scalar(f, srv_node, Join(path, "srv"), "an SRV name")) {
+    std::string why;
+    if (ValidSrvName(srv_node->value, &why)) {
+      target->srv = srv_node->value;
+      have_srv = true;
+    } else {
+      Error(f, srv_node, Join(path, "srv"), why);
+    }
+  }
   if (name_node != nullptr && Scalar(f, name_node, Join(path, "name"), "a string")) {
     if (name_node->value.empty()) {
       Error(f, name_node, Join(path, "name"), "must not be empty");
@@ -1746,6 +1171,8 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
     } else {
       Error(f, address_node, Join(path, "address"), why);
     }
+  } else if (srv_node != nullptr) {
+    // The endpoints come from the SRV records.
   } else if (address_node == nullptr && have_name) {
     // The name may stand for the address: `- name: db.example.org:5432`.
     std::string why;
@@ -1754,27 +1181,30 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
       have_address = true;
     } else {
       Error(f, name_node, Join(path, "name"),
-            "missing \"address\" (and the name " + Quote(target->name) +
+            "missing \"address\" or \"srv\" (and the name " + Quote(target->name) +
                 " is not a host:port that could stand in for it)");
     }
   } else if (address_node == nullptr && name_node == nullptr) {
-    Error(f, node, path, "missing \"address\" (host:port or [ipv6]:port)");
+    Error(f, node, path,
+          "missing \"address\" (host:port or [ipv6]:port) or \"srv\" (an SRV name)");
   }
-  if (!have_name && name_node == nullptr && have_address) {
-    target->name = target->address;
+  if (!have_name && name_node == nullptr && (have_address || have_srv)) {
+    target->name = have_srv ? target->srv : target->address;
     have_name = true;
   }
 
   // Names are unique across all files; report the second with the first's place.
   if (have_name) {
-    const YamlNode* at = name_node != nullptr ? name_node : address_node;
+    const YamlNode* at =
+        name_node != nullptr ? name_node : (address_node != nullptr ? address_node : srv_node);
     Place here{f.name, at->line, at->column};
     auto [it, inserted] = names_.emplace(target->name, here);
     if (!inserted) {
       const Place& first = it->second;
       std::string where = std::to_string(first.line) + ":" + std::to_string(first.column);
       if (first.file != f.name) where = first.file + ":" + where;
-      Error(f, at, Join(path, name_node != nullptr ? "name" : "address"),
+      Error(f, at,
+            Join(path, name_node != nullptr ? "name" : (address_node != nullptr ? "address" : "srv")),
             "duplicate target name " + Quote(target->name) + " (first defined at " + where + ")");
     }
   }
@@ -1782,6 +1212,20 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
   if (labels_node != nullptr) ParseLabels(f, labels_node, Join(path, "labels"), target.get());
 
   CheckCombinations(f, own, &defaults_, path);
+  if (have_srv) {
+    if (own.addresses.value && *own.addresses.value == AddressMode::kFirst) {
+      Error(f, own.addresses.node, Join(path, "addresses"),
+            "an srv target holds one connection per SRV endpoint: addresses must be all (or "
+            "left out), got \"first\"");
+    }
+    for (const auto& [label, value] : target->labels) {
+      if (Contains(kSrvLabels, label)) {
+        Error(f, labels_node, Join(path, "labels." + label),
+              "label name " + Quote(label) +
+                  " is reserved on srv targets: connwatch_target_info carries the SRV record's");
+      }
+    }
+  }
   // The target's address, when a literal, must agree with its family and source.
   if (have_address) {
     IpVersion v = LiteralVersion(target->host);
@@ -1804,7 +1248,7 @@ void Loader::ProcessTarget(const SourceFile& f, const YamlNode* node, const std:
     }
   }
 
-  if (have_address) ResolveTls(f, own, path, target.get());
+  if (have_address || have_srv) ResolveTls(f, own, path, target.get());
 
   if (errors_.size() != errors_before) return;
 

@@ -21,6 +21,10 @@ std::string_view AddressChangeName(AddressChange c) {
   return c == AddressChange::kReconnect ? "reconnect" : "report";
 }
 
+std::string_view AddressModeName(AddressMode m) {
+  return m == AddressMode::kAll ? "all" : "first";
+}
+
 Millis ResolveInterval(std::optional<Millis> configured, int ttl_seconds) {
   if (configured) return *configured;
   // No TTL (a numeric host, or an answer without one): the longest default.

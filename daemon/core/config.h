@@ -25,6 +25,13 @@ std::string_view AddressFamilyName(AddressFamily f);  // "any" | "ip4" | "ip6"
 enum class AddressChange : uint8_t { kReport, kReconnect };
 std::string_view AddressChangeName(AddressChange c);  // "report" | "reconnect"
 
+// `addresses`: which of the addresses behind a target's name are held.
+// kFirst: one connection, to the first address that answers (re-resolved
+// while up, net/address_watch.h). kAll: one connection per address, each an
+// endpoint of its own (net/endpoint_set.h); `srv:` targets are always kAll.
+enum class AddressMode : uint8_t { kFirst, kAll };
+std::string_view AddressModeName(AddressMode m);  // "first" | "all"
+
 // `resolve_interval` bounds, and those of the default (the answer's TTL).
 inline constexpr Millis kMinResolveInterval{100};
 inline constexpr Millis kMaxResolveInterval{86400000};
@@ -111,9 +118,12 @@ struct TlsConfig {
 
 struct TargetConfig {
   std::string name;     // unique; defaults to `address`.
-  std::string address;  // as written: "host:port" or "[v6]:port".
+  std::string address;  // as written: "host:port" or "[v6]:port"; empty for `srv:`.
   std::string host;     // host part, brackets removed.
   uint16_t port = 0;
+  // `srv:` instead of `address:`: the SRV name (_service._proto.name) whose
+  // records give the endpoints (host and port each); empty otherwise.
+  std::string srv;
   // User labels, sorted by name, valid Prometheus label names.
   std::vector<std::pair<std::string, std::string>> labels;
 
@@ -142,6 +152,13 @@ struct TargetConfig {
   // resolve_interval; unset: the answer's TTL bounded to [5s, 5m].
   std::optional<Millis> resolve_interval;
   AddressChange on_address_change = AddressChange::kReport;
+  AddressMode addresses = AddressMode::kFirst;  // kAll whenever srv is set
+
+  // One connection per address (addresses: all, or srv:): the config is
+  // expanded into endpoints (net/endpoint_set.h) that share these settings.
+  bool HoldsEveryAddress() const { return addresses == AddressMode::kAll || !srv.empty(); }
+  // What was configured to find the peer: `address`, or the SRV name.
+  const std::string& Where() const { return srv.empty() ? address : srv; }
 
   // Two targets are equal when nothing that affects the connection or the
   // exported series differs; reload keeps the connection of equal targets.

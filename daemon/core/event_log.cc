@@ -95,6 +95,7 @@ std::vector<LogField> EventFields(const Event& e) {
   f.emplace_back("event", e.kind);
   f.emplace_back("target", e.target);
   f.emplace_back("address", e.address);
+  if (!e.endpoint.empty()) f.emplace_back("endpoint", e.endpoint);
   if (!e.resolved_address.empty()) f.emplace_back("resolved", e.resolved_address);
   if (e.has_reason) f.emplace_back("reason", ReasonName(e.reason));
   if (e.err != 0) f.emplace_back("errno", ErrnoName(e.err));
@@ -305,6 +306,26 @@ std::vector<Event> EventLog::Recent(size_t limit) const {
   out.reserve(std::min(limit, ring_.size()));
   for (auto it = ring_.rbegin(); it != ring_.rend() && out.size() < limit; ++it) out.push_back(*it);
   return out;
+}
+
+std::vector<Event> EventLog::Ring(uint64_t* next_seq) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  *next_seq = next_seq_;
+  return std::vector<Event>(ring_.begin(), ring_.end());
+}
+
+bool EventLog::Restore(std::vector<Event> events, uint64_t next_seq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!ring_.empty() || next_seq_ != 1) return false;
+  uint64_t last = 0;
+  for (const Event& e : events) {
+    if (e.seq <= last) return false;
+    last = e.seq;
+  }
+  const size_t skip = events.size() > kRingSize ? events.size() - kRingSize : 0;
+  for (size_t i = skip; i < events.size(); ++i) ring_.push_back(std::move(events[i]));
+  next_seq_ = std::max(next_seq, last + 1);
+  return true;
 }
 
 std::unique_ptr<EventFollowers::Follower> EventLog::Follow(std::string target, uint64_t after_seq,

@@ -106,6 +106,9 @@ struct Event {
   std::string target;
   std::string address;           // as configured
   std::string resolved_address;  // may be empty
+  // addresses: all and srv: the endpoint the event is about ("10.0.0.5:6379");
+  // empty for a target with one connection.
+  std::string endpoint;
   bool has_reason = false;
   Reason reason = Reason::kError;
   int err = 0;                    // errno behind the reason, 0 if none
@@ -150,6 +153,15 @@ class EventLog {
 
   // Most recent first, at most `limit`.
   std::vector<Event> Recent(size_t limit = kRingSize) const;
+  // The whole ring, oldest first, and the seq the next event will get, taken
+  // together (the state file, monitor/state_store.h).
+  std::vector<Event> Ring(uint64_t* next_seq) const;
+  // At start-up, before any Record: puts the events of the last run (oldest
+  // first, with their seqs) in the ring, without writing or delivering them,
+  // and numbers the events from here on after them (from `next_seq`, or
+  // after the last of them if that is higher). Returns false and changes
+  // nothing when the ring is not empty or the seqs do not increase.
+  bool Restore(std::vector<Event> events, uint64_t next_seq);
   uint64_t total_recorded() const;
 
   // A live follower of the events recorded from now on (of `target` only,

@@ -72,4 +72,17 @@ bool IdleCutoff::Add(double idle_age) {
   return true;
 }
 
+bool IdleCutoff::Restore(const std::array<double, kKept>& ages, size_t count, size_t next,
+                         double seconds, IdleCutoff* out) {
+  if (count > kKept || next >= kKept || !std::isfinite(seconds) || seconds < 0) return false;
+  for (size_t i = 0; i < count; ++i) {
+    if (!std::isfinite(ages[i]) || ages[i] < 0) return false;
+  }
+  out->ages_ = ages;
+  out->count_ = count;
+  out->next_ = next;
+  out->seconds_ = seconds;
+  return true;
+}
+
 }  // namespace connwatch

@@ -59,6 +59,16 @@ class IdleCutoff {
   // The cut-off in seconds (the median of the agreeing idle ages); 0: none.
   double seconds() const { return seconds_; }
 
+  // The remembered deaths, for the state file (monitor/state_store.h): the
+  // idle ages in their slots, how many are used and the slot of the next.
+  const std::array<double, kKept>& ages() const { return ages_; }
+  size_t count() const { return count_; }
+  size_t next() const { return next_; }
+  // The inference as saved; false (and *out untouched) for values Add could
+  // not have made.
+  static bool Restore(const std::array<double, kKept>& ages, size_t count, size_t next,
+                      double seconds, IdleCutoff* out);
+
  private:
   std::array<double, kKept> ages_{};
   size_t count_ = 0;  // ages_ used (up to kKept)

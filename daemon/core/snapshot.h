@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/endpoint.h"
+#include "core/idle_cutoff.h"
 #include "core/probe.h"
 #include "core/reason.h"
 #include "core/tcp_sample.h"
@@ -41,8 +43,18 @@ struct CanarySnapshot {
   std::string last_detail;
 };
 
+// One connection's state: a target's (`addresses: first`), or one endpoint's
+// of a target that holds every address (then `endpoint` is set, and several
+// snapshots in a row share the config).
 struct TargetSnapshot {
   std::shared_ptr<const TargetConfig> config;
+  // addresses: all and srv: this endpoint (its `endpoint` label); null for a
+  // target with one connection (addresses: first), whose series have none.
+  std::shared_ptr<const EndpointInfo> endpoint;
+  // addresses: all and srv: the snapshot that carries the name's own series
+  // (connwatch_dns_failures_total{target}, from dns_failures): the first
+  // endpoint of the target, or its placeholder while it has none.
+  bool name_series = false;
   TargetState state = TargetState::kBackoff;
   bool up = false;                 // connwatch_target_up
   double last_change_unix = 0;     // last up/down change (when configured, before the first).
@@ -72,6 +84,9 @@ struct TargetSnapshot {
   std::array<uint64_t, kReasonCount> icmp_errors{};       // soft ICMP errors, by Reason index
   // The idle cut-off inferred from this target's deaths (core/idle_cutoff.h), 0 if none.
   double idle_cutoff_seconds = 0;
+  // The inference behind it (the state file keeps it); null before a death
+  // that could be such a cut.
+  std::shared_ptr<const IdleCutoff> idle_cutoff;
   // Targets with `canary:` only (null otherwise).
   std::shared_ptr<const CanarySnapshot> canary;
   uint64_t retransmits_total = 0;  // summed over this target's connections.
@@ -115,6 +130,10 @@ struct Snapshot {
   double last_reload_success_unix = 0;
   ShardConfig shard;                  // connwatch_shard_info
   uint64_t shard_targets_skipped = 0;  // connwatch_shard_targets_skipped
+  // The state file (--storage.path): writes that failed, and when the last
+  // one succeeded (0: none yet in this run).
+  uint64_t state_write_failures = 0;
+  double state_last_write_success_unix = 0;
 };
 
 // What the HTTP surface needs from the daemon. Implemented by Monitor; faked

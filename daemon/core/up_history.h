@@ -8,7 +8,7 @@
 // thousand times a minute costs the same memory as a steady one, and no
 // flap is lost. The last hour is kept per minute (seconds up, disconnects),
 // the last day per hour (seconds up): sizeof(UpHistory) bytes per target
-// (504; a test bounds it). The exact counter is a double beside them.
+// (512; a test bounds it). The exact counter is a double beside them.
 //
 // Times are monotonic seconds (a step of the wall clock moves nothing);
 // "the last hour" is the current minute and the 59 before it, "the last
@@ -57,9 +57,35 @@ class UpHistory {
   void Down(double now, bool disconnect);
 
   bool up() const { return up_; }
+  // [from, to] was not watched at all (the daemon was not running: the gap of
+  // a restart); the windows leave it out of the time observed. One gap is
+  // remembered, the last: an earlier one counts as observed and down.
+  void Unobserved(double from, double to);
   // Seconds up until `now`, including the current stretch.
   double UpSecondsTotal(double now) const;
   UpReport Report(double now) const;
+
+  // Everything the history holds, for the state file (monitor/state_store.h):
+  // times in the monotonic base of the process that saved it.
+  struct Saved {
+    double start = 0, last = 0, up_total = 0;
+    int64_t head_minute = 0, head_hour = 0;
+    bool up = false;
+    float gap_from = 0, gap_length = 0;  // seconds after start
+    std::array<float, kMinutes> minute_up{};
+    std::array<uint16_t, kMinutes> minute_disconnects{};
+    std::array<float, kHours> hour_up{};
+  };
+  Saved Save() const;
+  // The history `saved` describes; false (and *out untouched) when it is not
+  // one UpHistory could have made (a bucket over its width, times backwards).
+  static bool Load(const Saved& saved, UpHistory* out);
+  // The same history, down, in a time base `delta` seconds ahead (a
+  // restarted process's monotonic clock is another one): every time moves by
+  // delta, each bucket's seconds are shared between the (at most two) new
+  // buckets its interval overlaps, a minute's disconnects go to the new minute
+  // holding its middle. Call on a history that is down.
+  UpHistory Rebased(double delta) const;
 
  private:
   // Books [last_, now] as up into the buckets (the caller knows it was up).
@@ -73,6 +99,8 @@ class UpHistory {
   int64_t head_minute_ = 0;  // the newest minute the buckets hold
   int64_t head_hour_ = 0;
   bool up_ = false;
+  // The unobserved gap, seconds after start_ (floats: the bound below).
+  float gap_from_ = 0, gap_length_ = 0;
   std::array<float, kMinutes> minute_up_{};  // seconds up, by minute % kMinutes
   std::array<uint16_t, kMinutes> minute_disconnects_{};  // saturating
   std::array<float, kHours> hour_up_{};

@@ -51,7 +51,7 @@ std::vector<int32_t> MatchTargets(const Config* previous, Config* next) {
 // A reload being applied (Monitor::BeginApply).
 struct Monitor::ApplyJob {
   std::vector<int32_t> match;
-  std::vector<std::unique_ptr<Target>> old;  // the running targets, moved out as applied
+  std::vector<RunningTarget> old;  // the running targets, moved out as applied
   size_t next = 0;          // next index in applied_->targets
   size_t next_removed = 0;  // then: next index in old, for those left (removed)
   size_t kept = 0, changed = 0, added = 0, removed = 0;
@@ -91,6 +91,9 @@ Monitor::Monitor(Options options, EventLog* log)
   ev_timer_init(&tick_, &Monitor::TickCb, 0., 1.);
   tick_.data = this;
   ev_timer_again(loop_, &tick_);
+  ev_timer_init(&storage_timer_, &Monitor::StorageCb, options_.storage_interval,
+                options_.storage_interval);
+  storage_timer_.data = this;
   ev_prepare_init(&prepare_, &Monitor::PrepareCb);
   prepare_.data = this;
   ev_prepare_start(loop_, &prepare_);
@@ -123,6 +126,7 @@ Monitor::~Monitor() {
   }
   ev_async_stop(loop_, &async_);
   ev_timer_stop(loop_, &tick_);
+  ev_timer_stop(loop_, &storage_timer_);
   ev_ref(loop_);
   ev_ref(loop_);
   ev_prepare_stop(loop_, &prepare_);
@@ -154,12 +158,22 @@ std::vector<std::string> Monitor::Start() {
   std::vector<std::string> errors;
   for (const auto& e : result.errors) errors.push_back(e.ToString());
   if (!errors.empty()) return errors;
+  std::optional<StoredState> saved;
+  if (!options_.storage_path.empty()) {
+    store_ = std::make_unique<StateStore>(options_.storage_path, log_);
+    saved = store_->Open();
+    ev_timer_start(loop_, &storage_timer_);
+  } else {
+    log_->Message(LogLevel::kInfo,
+                  "state is not kept across restarts (--storage.path is empty)");
+  }
   ctx_.now = MonoNow();  // loading took a while; the loop has not run yet
   const std::vector<int32_t> match = MatchTargets(nullptr, &*result.config);
   applied_ = std::make_shared<const Config>(std::move(*result.config));
   BeginApply(match, 0);
   ApplySlice(true);  // the loop has not started: nothing to keep waiting
   apply_.reset();
+  if (saved) RestoreState(*saved);
   last_reload_ok_ = true;
   last_reload_success_unix_ = UnixNow();
   ready_ = true;
@@ -213,17 +227,19 @@ void Monitor::ShutdownInLoop() {
   for (auto& w : next_waiters_) waiters.push_back(std::move(w));
   next_waiters_.clear();
   for (auto& w : waiters) w({"the daemon is shutting down"});
+  // Before the closes: the file keeps the targets as they were, up or down.
+  WriteStateAtShutdown();
   size_t closed = 0;
   for (auto& t : targets_) {
-    if (t->up()) ++closed;
-    t->Close("shutdown", false);
+    closed += t.up_count();
+    t.Close("shutdown", false);
   }
   if (apply_) {
     // A reload's apply in progress: the targets it has not reached yet.
     for (auto& t : apply_->old) {
       if (!t) continue;
-      if (t->up()) ++closed;
-      t->Close("shutdown", false);
+      closed += t.up_count();
+      t.Close("shutdown", false);
     }
     apply_.reset();
   }
@@ -235,8 +251,14 @@ void Monitor::ShutdownInLoop() {
 }
 
 std::string Monitor::StatusLine() const {
+  // Connections: a target with every address held counts each endpoint.
+  size_t connections = targets_.size();
+  if (endpoint_sets_ > 0) {
+    connections = 0;
+    for (const auto& t : targets_) connections += t.connections();
+  }
   return std::to_string(ctx_.targets_by_state[static_cast<size_t>(TargetState::kUp)]) + "/" +
-         std::to_string(targets_.size()) + " targets up";
+         std::to_string(connections) + " targets up";
 }
 
 void Monitor::InstallSignalHandlers() {
@@ -301,6 +323,9 @@ bool Monitor::Healthy() {
 
 struct Monitor::SnapshotJob {
   std::shared_ptr<std::promise<std::shared_ptr<const Snapshot>>> promise;
+  // Instead of the promise (the state file's copy): called on the loop.
+  std::function<void(std::shared_ptr<Snapshot>, StateStore::CopyCost)> done;
+  StateStore::CopyCost cost;
   std::shared_ptr<Snapshot> snapshot = std::make_shared<Snapshot>();
   size_t next = 0;
   uint64_t generation = 0;
@@ -440,6 +465,7 @@ void Monitor::BeginApply(const std::vector<int32_t>& match, double load_seconds)
   apply_->started = MonoNow();
   targets_.clear();
   targets_.reserve(applied_->targets.size());
+  endpoint_sets_ = 0;
   ++targets_generation_;
 }
 
@@ -462,11 +488,12 @@ bool Monitor::ApplySlice(bool unbounded) {
   while (job.next < configs.size()) {
     const size_t i = job.next++;
     const auto& cfg = configs[i];
-    std::unique_ptr<Target> running;
+    RunningTarget running;
     if (i < job.match.size() && job.match[i] >= 0) {
       running = std::move(job.old[static_cast<size_t>(job.match[i])]);
     }
-    if (running && &running->config() == cfg.get()) {
+    if (running && &running.config() == cfg.get()) {
+      endpoint_sets_ += running.endpoints ? 1 : 0;
       targets_.push_back(std::move(running));  // unchanged: same config object
       ++job.kept;
       // Moving a pointer: not counted against apply_slice_targets, and the
@@ -477,15 +504,24 @@ bool Monitor::ApplySlice(bool unbounded) {
       }
       continue;
     }
-    auto target = std::make_unique<Target>(&ctx_, cfg);
+    RunningTarget target;
+    if (cfg->HoldsEveryAddress()) {
+      target.endpoints = std::make_unique<EndpointSet>(&ctx_, cfg);
+      ++endpoint_sets_;
+    } else {
+      target.one = std::make_unique<Target>(&ctx_, cfg);
+    }
     if (running) {
-      running->Close("config changed", true);
-      target->InheritCounters(*running);
+      running.Close("config changed", true);
+      // Counters carry over between the same kind (one connection, or endpoints).
+      if (target.one && running.one) target.one->InheritCounters(*running.one);
+      if (target.endpoints && running.endpoints) target.endpoints->Inherit(*running.endpoints);
       ++job.changed;
     } else {
       ++job.added;
     }
-    target->Start();
+    if (target.one) target.one->Start();
+    if (target.endpoints) target.endpoints->Start();
     targets_.push_back(std::move(target));
     if (slice_over()) {
       complete = false;
@@ -496,8 +532,8 @@ bool Monitor::ApplySlice(bool unbounded) {
     while (job.next_removed < job.old.size()) {
       auto& target = job.old[job.next_removed++];
       if (!target) continue;
-      target->Close("removed from config", true);
-      target.reset();
+      target.Close("removed from config", true);
+      target = RunningTarget{};
       ++job.removed;
       if (slice_over()) {
         complete = job.next_removed == job.old.size();
@@ -554,6 +590,13 @@ void Monitor::ContinueSnapshot(const std::shared_ptr<SnapshotJob>& job) {
     return;
   }
   Snapshot& snap = *job->snapshot;
+  const double slice_start = MonoNow();
+  auto count_slice = [&] {
+    const double spent = MonoNow() - slice_start;
+    job->cost.loop_seconds += spent;
+    job->cost.max_slice = std::max(job->cost.max_slice, spent);
+    ++job->cost.slices;
+  };
   if (!job->started || job->generation != targets_generation_) {
     // First slice, or the target list changed under us: start over.
     job->started = true;
@@ -563,8 +606,9 @@ void Monitor::ContinueSnapshot(const std::shared_ptr<SnapshotJob>& job) {
     snap.targets.reserve(targets_.size());
   }
   const size_t end = std::min(targets_.size(), job->next + kSnapshotSlice);
-  for (; job->next < end; ++job->next) targets_[job->next]->FillSnapshot(&snap.targets.emplace_back());
+  for (; job->next < end; ++job->next) targets_[job->next].FillSnapshots(&snap.targets);
   if (job->next < targets_.size()) {
+    count_slice();
     // The next slice runs in a later iteration, after pending I/O.
     Post([this, job] { ContinueSnapshot(job); });
     return;
@@ -586,7 +630,91 @@ void Monitor::ContinueSnapshot(const std::shared_ptr<SnapshotJob>& job) {
     snap.shard_targets_skipped = applied_->shard_targets_skipped;
   }
   snap.last_reload_success_unix = last_reload_success_unix_;
+  if (store_) {
+    snap.state_write_failures = store_->failures();
+    snap.state_last_write_success_unix = store_->last_success_unix();
+  }
+  count_slice();
+  if (job->done) {
+    job->done(std::move(job->snapshot), job->cost);
+    return;
+  }
   job->promise->set_value(std::move(job->snapshot));
+}
+
+void Monitor::StorageCb(struct ev_loop* /*loop*/, ev_timer* w, int /*revents*/) {
+  auto* self = static_cast<Monitor*>(w->data);
+  if (self->shutting_down_) return;
+  if (self->state_copy_running_ || self->store_->busy()) {
+    // The last copy or write has not ended in a whole interval (a very slow
+    // disk, or an interval shorter than a write): this interval's is skipped.
+    self->store_->CountSkipped(self->state_copy_running_
+                                   ? "the last snapshot is still being copied"
+                                   : "the last write has not finished");
+    return;
+  }
+  self->state_copy_running_ = true;
+  auto job = std::make_shared<SnapshotJob>();
+  job->done = [self](std::shared_ptr<Snapshot> snapshot, StateStore::CopyCost cost) {
+    self->state_copy_running_ = false;
+    if (self->shutting_down_) return;
+    self->store_->WriteAsync(std::move(snapshot), cost);
+  };
+  self->ContinueSnapshot(job);
+}
+
+void Monitor::WriteStateAtShutdown() {
+  if (!store_) return;
+  ev_timer_stop(loop_, &storage_timer_);
+  const double start = MonoNow();
+  Snapshot snap;
+  snap.targets.reserve(targets_.size());
+  for (const auto& t : targets_) t->FillSnapshot(&snap.targets.emplace_back());
+  if (apply_) {
+    // A reload's apply in progress: the targets it has not reached yet.
+    for (const auto& t : apply_->old) {
+      if (t) t->FillSnapshot(&snap.targets.emplace_back());
+    }
+  }
+  snap.taken_unix = UnixNow();
+  const double copied = MonoNow();
+  const bool ok = store_->WriteNow(snap);
+  log_->Message(ok ? LogLevel::kInfo : LogLevel::kWarn,
+                ok ? "state saved" : "state not saved at shutdown",
+                {{"file", store_->dir() + "/" + StateStore::kFileName},
+                 {"targets", snap.targets.size()},
+                 LogField::Fixed("copy_ms", (copied - start) * 1000, 1),
+                 LogField::Fixed("write_ms", (MonoNow() - copied) * 1000, 1)});
+}
+
+void Monitor::RestoreState(const StoredState& saved) {
+  // This process's monotonic clock minus the saving one's at one instant.
+  const double mono_delta = saved.mono_to_unix - (UnixNow() - MonoNow());
+  std::unordered_map<std::string_view, const StoredTarget*> by_name;
+  by_name.reserve(saved.targets.size());
+  for (const StoredTarget& t : saved.targets) by_name.emplace(t.name, &t);
+  size_t restored = 0, moved = 0;
+  for (auto& target : targets_) {
+    auto it = by_name.find(target->config().name);
+    if (it == by_name.end()) continue;
+    if (it->second->address != target->config().address) {
+      ++moved;  // another address: another story, started fresh
+    } else {
+      target->Restore(*it->second, mono_delta);
+      ++restored;
+    }
+    by_name.erase(it);
+  }
+  const size_t events = saved.events.size();
+  const bool events_ok = log_->Restore(saved.events, saved.next_seq);
+  log_->Message(LogLevel::kInfo, "state restored",
+                {{"file", store_->dir() + "/" + StateStore::kFileName},
+                 LogField::Seconds("age", std::max(0.0, UnixNow() - saved.saved_unix)),
+                 {"restored", restored},
+                 {"address_changed", moved},
+                 {"new", targets_.size() - restored - moved},
+                 {"not_configured", by_name.size()},
+                 {"events", events_ok ? events : 0}});
 }
 
 }  // namespace connwatch

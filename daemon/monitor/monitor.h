@@ -22,6 +22,8 @@
 #include "core/event_log.h"
 #include "net/resolver.h"
 #include "core/snapshot.h"
+#include "monitor/state_store.h"
+#include "net/endpoint_set.h"
 #include "net/target.h"
 
 namespace connwatch {
@@ -51,6 +53,11 @@ class Monitor : public DaemonControl {
     double handshake_slice = 0.005;
     // --shard=I/N: overrides the file's global.shard at every load.
     std::optional<ShardConfig> shard = std::nullopt;
+    // --storage.path: the directory of the state file (monitor/state_store.h);
+    // empty: no state is read or written. Written every storage_interval
+    // seconds and at shutdown.
+    std::string storage_path = "";
+    double storage_interval = 60;
   };
 
   Monitor(Options options, EventLog* log);
@@ -129,6 +136,11 @@ class Monitor : public DaemonControl {
   static constexpr size_t kSnapshotSlice = 2000;
   void ContinueSnapshot(const std::shared_ptr<SnapshotJob>& job);
   void ShutdownInLoop();
+  // The state file: restored at Start, a snapshot handed to the store's
+  // writer every storage_interval (StorageCb), one written at shutdown.
+  void RestoreState(const StoredState& saved);
+  static void StorageCb(struct ev_loop* loop, ev_timer* w, int revents);
+  void WriteStateAtShutdown();
 
   // Destroys the loop after every watcher on it (declared before them).
   struct LoopOwner {
@@ -145,7 +157,29 @@ class Monitor : public DaemonControl {
   SocketCloser closer_;  // outlives the targets: their last closes go through it
   LoopContext ctx_;
   CheckScheduler checks_due_;  // after ctx_ (it reads ctx_.now); targets_ go first
-  std::vector<std::unique_ptr<Target>> targets_;  // in config order
+  // What one config target runs: its one connection (addresses: first), or
+  // the endpoints of a target that holds every address (net/endpoint_set.h).
+  struct RunningTarget {
+    std::unique_ptr<Target> one;
+    std::unique_ptr<EndpointSet> endpoints;
+    explicit operator bool() const { return one != nullptr || endpoints != nullptr; }
+    const TargetConfig& config() const { return one ? one->config() : endpoints->config(); }
+    size_t connections() const { return one ? 1 : endpoints->endpoint_count(); }
+    size_t up_count() const { return one ? (one->up() ? 1 : 0) : endpoints->up_count(); }
+    void Close(std::string_view why, bool log) {
+      if (one) one->Close(why, log);
+      if (endpoints) endpoints->Close(why, log);
+    }
+    void FillSnapshots(std::vector<TargetSnapshot>* out) const {
+      if (one) {
+        one->FillSnapshot(&out->emplace_back());
+      } else {
+        endpoints->FillSnapshots(out);
+      }
+    }
+  };
+  std::vector<RunningTarget> targets_;  // in config order
+  size_t endpoint_sets_ = 0;            // of targets_, those with endpoints
   uint64_t targets_generation_ = 0;               // bumped whenever targets_ changes
 
   // The apply of a reload in progress (loop thread), and the snapshots that
@@ -155,6 +189,9 @@ class Monitor : public DaemonControl {
 
   ev_async async_;
   ev_timer tick_;
+  std::unique_ptr<StateStore> store_;  // null: --storage.path empty
+  ev_timer storage_timer_;
+  bool state_copy_running_ = false;  // a snapshot for the store is being copied
   // Busy time per iteration: from the wake-up (check) to the next block (prepare).
   ev_prepare prepare_;
   ev_check check_;

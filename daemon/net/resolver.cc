@@ -61,6 +61,7 @@ void Resolver::Request::Cancel() {
   cancelled_ = true;
   if (alive_) *alive_ = false;
   callback_ = nullptr;
+  srv_callback_ = nullptr;
 }
 
 namespace {
@@ -177,6 +178,50 @@ void Resolver::AddrInfoCb(void* data, int status, int /*timeouts*/, struct ares_
   request->callback_ = nullptr;
   *arg->alive = false;
   if (callback) callback(error, std::move(addresses));
+}
+
+std::unique_ptr<Resolver::Request> Resolver::ResolveSrv(const std::string& name,
+                                                        SrvCallback callback) {
+  auto request = std::make_unique<Request>();
+  request->srv_callback_ = std::move(callback);
+  request->alive_ = std::make_shared<bool>(true);
+  auto* arg = new QueryArg{this, request.get(), request->alive_, 0, &pending_};
+  ++pending_;
+  constexpr int kClassIn = 1, kTypeSrv = 33;  // RFC 1035, RFC 2782
+  ares_query(channel_, name.c_str(), kClassIn, kTypeSrv, &Resolver::SrvCb, arg);
+  RearmTimer();
+  return request;
+}
+
+void Resolver::SrvCb(void* data, int status, int /*timeouts*/, unsigned char* answer,
+                     int length) {
+  std::unique_ptr<QueryArg> arg(static_cast<QueryArg*>(data));
+  --*arg->pending;
+  if (!*arg->alive || status == ARES_EDESTRUCTION) return;
+  std::vector<SrvRecord> records;
+  std::string error;
+  if (status == ARES_SUCCESS) {
+    ares_srv_reply* reply = nullptr;
+    status = ares_parse_srv_reply(answer, length, &reply);
+    if (status == ARES_SUCCESS) {
+      for (ares_srv_reply* r = reply; r != nullptr; r = r->next) {
+        // RFC 2782: a target of "." means the service is not available here.
+        if (r->host == nullptr || r->host[0] == '\0' || std::strcmp(r->host, ".") == 0) continue;
+        records.push_back({r->host, r->port, r->priority, r->weight});
+      }
+      ares_free_data(reply);
+      if (records.empty()) error = "no SRV record with a target";
+    } else {
+      error = std::string("bad SRV answer: ") + ares_strerror(status);
+    }
+  } else {
+    error = ares_strerror(status);
+  }
+  Resolver::Request* request = arg->request;
+  SrvCallback callback = std::move(request->srv_callback_);
+  request->srv_callback_ = nullptr;
+  *arg->alive = false;
+  if (callback) callback(error, std::move(records));
 }
 
 void Resolver::SockStateCb(void* data, ares_socket_t fd, int readable, int writable) {

@@ -33,11 +33,20 @@ bool SameEndpoint(const ResolvedAddress& a, const ResolvedAddress& b);
 // Parses an IP literal (no brackets) and a port. Returns false if not numeric.
 bool ParseNumericAddress(const std::string& host, uint16_t port, ResolvedAddress* out);
 
+// One SRV record (RFC 2782): a target host and port, with its priority and weight.
+struct SrvRecord {
+  std::string host;
+  uint16_t port = 0;
+  int priority = 0;
+  int weight = 0;
+};
+
 class Resolver {
  public:
   // `status` is empty on success (addresses non-empty), else a description
   // such as "Domain name not found".
   using Callback = std::function<void(const std::string& status, std::vector<ResolvedAddress>)>;
+  using SrvCallback = std::function<void(const std::string& status, std::vector<SrvRecord>)>;
 
   // A request in flight; destroying or Cancel()ing it guarantees the callback
   // never runs.
@@ -49,6 +58,7 @@ class Resolver {
    private:
     friend class Resolver;
     Callback callback_;
+    SrvCallback srv_callback_;
     bool cancelled_ = false;
     std::shared_ptr<bool> alive_;  // shared with the c-ares callback arg
   };
@@ -67,6 +77,11 @@ class Resolver {
   std::unique_ptr<Request> Resolve(const std::string& host, uint16_t port, AddressFamily family,
                                    Callback callback);
 
+  // Looks up the SRV records of `name` (_service._tcp.domain). `status` is
+  // empty on success (records non-empty; a lone "." record, "no service
+  // here", gives none and a status). Always asynchronous; keep the handle.
+  std::unique_ptr<Request> ResolveSrv(const std::string& name, SrvCallback callback);
+
   size_t pending() const { return pending_; }
 
  private:
@@ -74,6 +89,7 @@ class Resolver {
   static void IoCb(struct ev_loop* loop, ev_io* w, int revents);
   static void TimerCb(struct ev_loop* loop, ev_timer* w, int revents);
   static void AddrInfoCb(void* arg, int status, int timeouts, struct ares_addrinfo* result);
+  static void SrvCb(void* arg, int status, int timeouts, unsigned char* answer, int length);
   void RearmTimer();
 
   struct ev_loop* loop_;

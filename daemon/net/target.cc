@@ -60,7 +60,7 @@ Target::Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config)
   last_change_unix_ = UnixNow();
   history_ = std::make_unique<UpHistory>(MonoNow());
   ResolvedAddress numeric;
-  if (!ParseNumericAddress(config_->host, config_->port, &numeric)) {
+  if (!config_->HoldsEveryAddress() && !ParseNumericAddress(config_->host, config_->port, &numeric)) {
     address_watch_ = std::make_unique<AddressWatch>(
         ctx_->loop, ctx_->resolver, config_.get(),
         [this](AddressWatch::Outcome outcome, const std::string& detail) {
@@ -73,6 +73,15 @@ Target::Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config)
     });
   }
   ++ctx_->targets_by_state[static_cast<size_t>(state_)];
+}
+
+Target::Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config,
+               const ResolvedAddress& address, std::shared_ptr<const EndpointInfo> endpoint)
+    : Target(ctx, std::move(config)) {
+  endpoint_ = std::move(endpoint);
+  address_ = address;
+  has_address_ = true;
+  resolved_text_ = address_.ToString();
 }
 
 Target::~Target() {
@@ -188,6 +197,10 @@ void Target::ReleaseSlot() {
 
 void Target::BeginAttempt() {
   Transition(TargetEvent::kAttemptDue);
+  if (endpoint_) {
+    OnResolved("", {address_});  // an endpoint's address is fixed
+    return;
+  }
   auto request = ctx_->resolver->Resolve(
       config_->host, config_->port, config_->address_family,
       [this](const std::string& status, std::vector<ResolvedAddress> addresses) {
@@ -206,6 +219,10 @@ void Target::OnResolved(const std::string& status, std::vector<ResolvedAddress> 
     e.has_reason = true;
     e.reason = Reason::kDnsError;
     e.detail = status.empty() ? "no address" : status;
+    if (restored_up_) {
+      last_change_unix_ = e.unix_time;  // as in ConnectFailed
+      restored_up_ = false;
+    }
     has_last_event_ = true;
     last_event_kind_ = kKindConnectFailure;
     last_reason_ = Reason::kDnsError;
@@ -315,7 +332,15 @@ void Target::OnConnected() {
 }
 
 void Target::StartTlsHandshake() {
-  tls_ = std::make_unique<TlsSession>(config_->tls->context.ctx.get(), fd_, *config_->tls);
+  if (endpoint_ && config_->tls->server_name.empty() && !endpoint_->srv_host.empty()) {
+    // An srv target's endpoint verifies the host its SRV record named.
+    TlsConfig tls = *config_->tls;
+    tls.server_name = endpoint_->srv_host;
+    if (!tls.server_name.empty() && tls.server_name.back() == '.') tls.server_name.pop_back();
+    tls_ = std::make_unique<TlsSession>(config_->tls->context.ctx.get(), fd_, tls);
+  } else {
+    tls_ = std::make_unique<TlsSession>(config_->tls->context.ctx.get(), fd_, *config_->tls);
+  }
   handshaking_ = true;
   if (HandshakeSliceOver()) {
     // The ClientHello (and its key share) in the next iteration: the socket
@@ -423,7 +448,9 @@ void Target::OnEstablished() {
     e.detail = tls_peer_->version + " " + tls_peer_->cipher;
   }
   e.tcp = last_sample_;
-  last_change_unix_ = e.unix_time;
+  // Up before the restart and up again after it: the target did not change.
+  if (!restored_up_) last_change_unix_ = e.unix_time;
+  restored_up_ = false;
   if (has_last_event_ && last_event_kind_ != kKindConnect) {
     // The status page shows the last failure while the target is up again
     // (last_reason_ and last_detected_by_ keep it: a connect sets neither).
@@ -464,6 +491,11 @@ void Target::ConnectFailed(Reason reason, int err, std::string detail) {
   e.reason = reason;
   e.err = err;
   e.detail = std::move(detail);
+  if (restored_up_) {
+    // Up when the last run saved it, down now: a change, seen at this failure.
+    last_change_unix_ = e.unix_time;
+    restored_up_ = false;
+  }
   has_last_event_ = true;
   last_event_kind_ = kKindConnectFailure;
   last_reason_ = reason;
@@ -859,6 +891,49 @@ void Target::InheritCounters(const Target& old) {
   }
 }
 
+void Target::Restore(const StoredTarget& saved, double mono_delta) {
+  auto kind_index = [](std::string_view kind) -> uint8_t {
+    if (kind == "connect_failure") return kKindConnectFailure;
+    if (kind == "disconnect") return kKindDisconnect;
+    return kKindConnect;
+  };
+  connects_ = saved.connects;
+  connect_failures_ = saved.connect_failures;
+  disconnects_ = saved.disconnects;
+  icmp_errors_ = saved.icmp_errors;
+  retransmits_closed_ = saved.retransmits;
+  dns_failures_ = saved.dns_failures;
+  last_change_unix_ = saved.last_change_unix;
+  restored_up_ = saved.up;
+  has_last_event_ = saved.has_last_event;
+  last_event_kind_ = kind_index(saved.last_event_kind);
+  last_errno_ = saved.last_errno;
+  last_event_unix_ = saved.last_event_unix;
+  has_last_detected_by_ = saved.has_last_detected_by;
+  last_detected_by_ = saved.last_detected_by;
+  // A connect sets no reason: after one, last_reason_ is the last failure's.
+  last_reason_ = saved.has_last_event && last_event_kind_ != kKindConnect
+                     ? saved.last_reason
+                     : saved.last_failure_reason;
+  last_failure_kind_ = kind_index(saved.last_failure_kind);
+  last_failure_errno_ = saved.last_failure_errno;
+  last_failure_unix_ = saved.last_failure_unix;
+  has_rtt_ = saved.has_rtt;
+  last_sample_.rtt_us = static_cast<uint32_t>(std::lround(saved.rtt_seconds * 1e6));
+  if (saved.tls) tls_peer_ = saved.tls;
+  UpHistory history;
+  if (UpHistory::Load(saved.history, &history)) {
+    *history_ = history.Rebased(mono_delta);
+    history_->Unobserved(saved.history_at + mono_delta, MonoNow());
+  }
+  IdleCutoff cutoff;
+  if (saved.has_idle_cutoff && IdleCutoff::Restore(saved.idle_ages, saved.idle_count,
+                                                   saved.idle_next, saved.idle_cutoff_seconds,
+                                                   &cutoff)) {
+    idle_cutoff_ = std::make_unique<IdleCutoff>(cutoff);
+  }
+}
+
 void Target::OnAddressWatch(AddressWatch::Outcome outcome, const std::string& detail) {
   switch (outcome) {
     case AddressWatch::Outcome::kFailed: {
@@ -903,13 +978,15 @@ Event Target::MakeEvent(std::string kind, LogLevel level) const {
   e.level = level;
   e.kind = std::move(kind);
   e.target = config_->name;
-  e.address = config_->address;
+  e.address = config_->Where();
   e.resolved_address = resolved_text_;
+  if (endpoint_) e.endpoint = endpoint_->endpoint;
   return e;
 }
 
 void Target::FillSnapshot(TargetSnapshot* out) const {
   out->config = config_;
+  out->endpoint = endpoint_;
   out->state = state_;
   out->up = up_;
   out->last_change_unix = last_change_unix_;
@@ -931,6 +1008,7 @@ void Target::FillSnapshot(TargetSnapshot* out) const {
   out->disconnects = disconnects_;
   out->icmp_errors = icmp_errors_;
   out->idle_cutoff_seconds = idle_cutoff_ ? idle_cutoff_->seconds() : 0;
+  if (idle_cutoff_) out->idle_cutoff = std::make_shared<const IdleCutoff>(*idle_cutoff_);
   if (canary_) out->canary = std::make_shared<const CanarySnapshot>(canary_->status());
   out->retransmits_total = retransmits_closed_ + (up_ ? last_sample_.total_retrans : 0);
   out->has_rtt = has_rtt_;

@@ -28,6 +28,7 @@
 #include "net/canary.h"
 #include "net/check_scheduler.h"
 #include "core/config.h"
+#include "core/endpoint.h"
 #include "core/event_log.h"
 #include "core/heartbeat.h"
 #include "core/histogram.h"
@@ -38,6 +39,7 @@
 #include "net/socket_closer.h"
 #include "net/tls_session.h"
 #include "core/snapshot.h"
+#include "core/state_file.h"
 #include "core/target_state.h"
 #include "core/up_history.h"
 
@@ -105,6 +107,11 @@ struct LoopContext {
 class Target {
  public:
   Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config);
+  // One endpoint of a target that holds every address (net/endpoint_set.h):
+  // every attempt connects to `address` without a lookup (the EndpointSet
+  // follows the name), and events and series name `endpoint`.
+  Target(LoopContext* ctx, std::shared_ptr<const TargetConfig> config,
+         const ResolvedAddress& address, std::shared_ptr<const EndpointInfo> endpoint);
   ~Target();  // closes the socket silently; call Close() first to log it.
   Target(const Target&) = delete;
   Target& operator=(const Target&) = delete;
@@ -119,8 +126,22 @@ class Target {
   void Close(std::string_view why, bool log);
   // Carries counters over from a target of the same name whose config changed.
   void InheritCounters(const Target& old);
+  // At start-up, before Start(): what the last run saved of this target (the
+  // caller checked that name and address match). `mono_delta` is this
+  // process's monotonic clock minus the saving one's at the same instant.
+  // Counters, the last event and failure, the last change, the history (the
+  // time between the save and now unobserved), RTT, TLS peer, idle cut-off.
+  void Restore(const StoredTarget& saved, double mono_delta);
 
   const TargetConfig& config() const { return *config_; }
+  // Null for a target with one connection (addresses: first).
+  const EndpointInfo* endpoint() const { return endpoint_.get(); }
+  // An endpoint's fixed address (the last resolved one for other targets).
+  const ResolvedAddress& address() const { return address_; }
+  // The same endpoint, with what its SRV record says now (priority, weight).
+  void UpdateEndpoint(std::shared_ptr<const EndpointInfo> endpoint) {
+    endpoint_ = std::move(endpoint);
+  }
   TargetState state() const { return state_; }
   bool up() const { return up_; }
   void FillSnapshot(TargetSnapshot* out) const;
@@ -213,13 +234,19 @@ class Target {
   ResolvedAddress address_;  // current/last resolved address
   bool has_address_ = false;
   std::string resolved_text_;  // address_ as text, made once per resolution
-  // Names only (null for a numeric host): the re-resolution while up.
+  // Set for an endpoint of an EndpointSet: address_ is fixed, never looked up.
+  std::shared_ptr<const EndpointInfo> endpoint_;
+  // Names only (null for a numeric host and for an endpoint): the re-resolution while up.
   std::unique_ptr<AddressWatch> address_watch_;
   uint64_t dns_failures_ = 0;  // connwatch_dns_failures_total
 
   double connect_started_ = 0;  // monotonic
   double up_since_ = 0;         // monotonic
   double last_change_unix_ = 0;
+  // Restored from a state file saved while up: until the first attempt ends,
+  // last_change_unix_ is the last run's (a connect is no change then, a
+  // failure is one).
+  bool restored_up_ = false;
 
   uint64_t connects_ = 0;
   std::array<uint64_t, kReasonCount> connect_failures_{};

@@ -181,8 +181,17 @@ Json TargetJson(const TargetSnapshot& t) {
   Json j;
   const TargetConfig* config = t.config.get();
   j["name"] = config ? config->name : std::string();
-  j["address"] = config ? config->address : std::string();
+  j["address"] = config ? config->Where() : std::string();
   j["resolved_address"] = StringOrNull(t.resolved_address);
+  // addresses: all and srv: one document per endpoint.
+  j["endpoint"] = t.endpoint ? Json(t.endpoint->endpoint) : Json(nullptr);
+  if (t.endpoint && t.endpoint->priority >= 0) {
+    j["srv"] = {{"host", t.endpoint->srv_host},
+                {"priority", t.endpoint->priority},
+                {"weight", t.endpoint->weight}};
+  } else {
+    j["srv"] = nullptr;
+  }
   Json labels = Json::object();
   if (config) {
     for (const auto& [name, value] : config->labels) labels[name] = value;
@@ -238,6 +247,7 @@ Json EventJson(const Event& e) {
   j["target"] = e.target;
   j["address"] = e.address;
   j["resolved_address"] = StringOrNull(e.resolved_address);
+  j["endpoint"] = StringOrNull(e.endpoint);
   j["reason"] = e.has_reason ? Json(std::string(ReasonName(e.reason))) : Json(nullptr);
   j["errno"] = StringOrNull(ErrnoName(e.err));
   j["detected_by"] =

@@ -538,12 +538,20 @@ int HttpServer::ServeTargets(MHD_Connection* c, std::string_view query, bool hea
     return SendJsonError(c, 503, "unavailable",
                          "snapshot unavailable: the event loop did not answer in time");
   }
-  size_t only = snapshot->targets.size();  // index of the one target asked for.
+  // The one target asked for: [only, only_end), several endpoints in a row
+  // for a target with addresses: all or srv.
+  size_t only = snapshot->targets.size();
+  size_t only_end = only;
   if (target_filter) {
     for (size_t i = 0; i < snapshot->targets.size(); ++i) {
       const TargetSnapshot& t = snapshot->targets[i];
       if (t.config && t.config->name == *target_filter) {
         only = i;
+        only_end = i + 1;
+        while (only_end < snapshot->targets.size() &&
+               snapshot->targets[only_end].config == t.config) {
+          ++only_end;
+        }
         break;
       }
     }
@@ -557,11 +565,11 @@ int HttpServer::ServeTargets(MHD_Connection* c, std::string_view query, bool hea
   return Queue(
       c, 200,
       Streamed(
-          [snapshot, state_filter, one, only](const PieceStream::Write& write) {
+          [snapshot, state_filter, one, only, only_end](const PieceStream::Write& write) {
             std::string out = "{\"status\":\"success\",\"data\":{\"targets\":[";
             bool first = true;
             const size_t begin = one ? only : 0;
-            const size_t end = one ? only + 1 : snapshot->targets.size();
+            const size_t end = one ? only_end : snapshot->targets.size();
             for (size_t i = begin; i < end; ++i) {
               const TargetSnapshot& t = snapshot->targets[i];
               if (state_filter && t.state != *state_filter) continue;

@@ -31,6 +31,14 @@ std::string MetricsMarkdownTable() {
       labels += '`';
       labels += def.labels[i];
       labels += '`';
+      // Every per-target series of an endpoint also names it (the name's own
+      // lookups, and the stale gauge of addresses: first, excepted);
+      // target_info adds what an SRV record said.
+      if (i == 0 && def.labels[0] == "target" && def.id != MetricId::kDnsFailures &&
+          def.id != MetricId::kTargetAddressStale) {
+        labels += ", `endpoint` (addresses: all, srv)";
+        if (def.id == MetricId::kTargetInfo) labels += ", `priority`, `weight` (srv)";
+      }
     }
     if (def.user_labels) labels += labels.empty() ? "user labels" : ", user labels";
     if (def.kind == MetricKind::kHistogram) labels += labels.empty() ? "`le`" : ", `le`";

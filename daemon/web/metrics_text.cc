@@ -65,12 +65,19 @@ void AppendHeader(const MetricDef& def, std::string* out) {
   out->append(MetricKindName(def.kind)).push_back('\n');
 }
 
-// `name{target="<escaped>"} ` — the escaped name is computed once per target.
-void AppendTargetHead(const MetricDef& def, std::string_view escaped_name, std::string* out) {
-  out->append(def.name).append("{target=\"").append(escaped_name).append("\"} ");
+// `name{<labels>} `: `labels` is a series' target label (and endpoint label,
+// for an endpoint), escaped once per series.
+void AppendTargetHead(const MetricDef& def, std::string_view labels, std::string* out) {
+  out->append(def.name).push_back('{');
+  out->append(labels).append("} ");
 }
 
 }  // namespace
+
+bool IsOwnInfoLabel(std::string_view name, bool srv) {
+  if (name == "target" || name == "address" || name == "endpoint") return true;
+  return srv && (name == "priority" || name == "weight");
+}
 
 void AppendLabelValue(std::string_view value, std::string* out) {
   // Fast path: plain ASCII with nothing to escape, the common case.
@@ -147,18 +154,31 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
       buffer.clear();
     }
   };
+  // `target="<name>"`, and for an endpoint `target="<name>",endpoint="<ip:port>"`:
+  // the labels every per-target series of the snapshot starts with.
+  std::vector<std::string> heads(targets.size());
+  // `target="<name>"` alone: the name's own series (connwatch_dns_failures_total).
   std::vector<std::string> names(targets.size());
   bool any_rtt = false, any_heartbeat = false, any_failure = false, any_disconnect = false,
        any_icmp = false, any_tls = false, any_expiry = false, any_idle_cutoff = false,
-       any_name = false, any_canary = false, any_canary_failure = false,
+       any_name = false, any_stale = false, any_canary = false, any_canary_failure = false,
        any_canary_duration = false;
   for (size_t i = 0; i < targets.size(); ++i) {
     const TargetSnapshot& t = targets[i];
+    names[i] = "target=\"";
     if (t.config) AppendLabelValue(t.config->name, &names[i]);
+    names[i].push_back('"');
+    heads[i] = names[i];
+    if (t.endpoint) {
+      heads[i].append(",endpoint=\"");
+      AppendLabelValue(t.endpoint->endpoint, &heads[i]);
+      heads[i].push_back('"');
+    }
     any_rtt |= t.has_rtt;
     any_heartbeat |= t.has_heartbeat;
     any_tls |= t.tls != nullptr;
-    any_name |= t.resolves_name;
+    any_name |= t.resolves_name || t.name_series;
+    any_stale |= t.resolves_name;
     any_expiry |= t.tls && t.tls->earliest_expiry_unix > 0;
     any_idle_cutoff |= t.idle_cutoff_seconds > 0;
     if (t.canary) {
@@ -173,17 +193,18 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
     }
   }
 
-  auto per_target = [&](MetricId id, auto has, auto value) {
+  auto per_name = [&](MetricId id, const std::vector<std::string>& labels, auto has, auto value) {
     const MetricDef& def = Metric(id);
     AppendHeader(def, out);
     for (size_t i = 0; i < targets.size(); ++i) {
       if (!has(targets[i])) continue;
-      AppendTargetHead(def, names[i], out);
+      AppendTargetHead(def, labels[i], out);
       AppendPrometheusDouble(value(targets[i]), out);
       out->push_back('\n');
       flush_if_full();
     }
   };
+  auto per_target = [&](MetricId id, auto has, auto value) { per_name(id, heads, has, value); };
   auto always = [](const TargetSnapshot&) { return true; };
   auto by_reason = [&](MetricId id, std::array<uint64_t, kReasonCount> TargetSnapshot::*counts) {
     const MetricDef& def = Metric(id);
@@ -192,7 +213,8 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
       const auto& c = targets[i].*counts;
       for (size_t r = 0; r < kReasonCount; ++r) {
         if (c[r] == 0) continue;
-        out->append(def.name).append("{target=\"").append(names[i]).append("\",reason=\"");
+        out->append(def.name).push_back('{');
+        out->append(heads[i]).append(",reason=\"");
         out->append(ReasonName(static_cast<Reason>(r))).append("\"} ");
         AppendPrometheusDouble(static_cast<double>(c[r]), out);
         out->push_back('\n');
@@ -210,12 +232,18 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
     AppendHeader(def, out);
     for (size_t i = 0; i < targets.size(); ++i) {
       const TargetSnapshot& t = targets[i];
-      out->append(def.name).append("{target=\"").append(names[i]).append("\",address=\"");
-      if (t.config) AppendLabelValue(t.config->address, out);
+      out->append(def.name).push_back('{');
+      out->append(heads[i]).append(",address=\"");
+      if (t.config) AppendLabelValue(t.config->Where(), out);
       out->push_back('"');
+      const bool srv = t.endpoint && t.endpoint->priority >= 0;
+      if (srv) {
+        out->append(",priority=\"").append(std::to_string(t.endpoint->priority));
+        out->append("\",weight=\"").append(std::to_string(t.endpoint->weight)).push_back('"');
+      }
       if (t.config) {
         for (const auto& [name, value] : t.config->labels) {
-          if (name == "target" || name == "address") continue;  // never a duplicate label
+          if (IsOwnInfoLabel(name, srv)) continue;  // never a duplicate label
           out->push_back(',');
           out->append(name).append("=\"");
           AppendLabelValue(value, out);
@@ -256,7 +284,8 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
       const TargetSnapshot& t = targets[i];
       if (!t.tls) continue;
       const TlsPeerInfo& p = *t.tls;
-      out->append(def.name).append("{target=\"").append(names[i]).push_back('"');
+      out->append(def.name).push_back('{');
+      out->append(heads[i]);
       for (const auto& [label, value] :
            {std::pair{def.labels[1], std::string_view(p.version)}, {def.labels[2], p.cipher},
             {def.labels[3], p.subject}, {def.labels[4], p.issuer}, {def.labels[5], p.fingerprint}}) {
@@ -275,11 +304,15 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
                [](const TargetSnapshot& t) { return t.idle_cutoff_seconds; });
   }
   if (any_name) {
-    auto resolves_name = [](const TargetSnapshot& t) { return t.resolves_name; };
-    per_target(MetricId::kTargetAddressStale, resolves_name,
-               [](const TargetSnapshot& t) { return t.address_stale ? 1.0 : 0.0; });
-    per_target(MetricId::kDnsFailures, resolves_name,
-               [](const TargetSnapshot& t) { return static_cast<double>(t.dns_failures); });
+    if (any_stale) {
+      per_target(MetricId::kTargetAddressStale,
+                 [](const TargetSnapshot& t) { return t.resolves_name; },
+                 [](const TargetSnapshot& t) { return t.address_stale ? 1.0 : 0.0; });
+    }
+    // Per name: an endpoint set's lookups are counted once, on its first snapshot.
+    per_name(MetricId::kDnsFailures, names,
+             [](const TargetSnapshot& t) { return t.resolves_name || t.name_series; },
+             [](const TargetSnapshot& t) { return static_cast<double>(t.dns_failures); });
   }
   if (any_canary) {
     per_target(MetricId::kTargetCanaryUp,
@@ -294,7 +327,8 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
       const auto& c = targets[i].canary->failures;
       for (size_t r = 0; r < kReasonCount; ++r) {
         if (c[r] == 0) continue;
-        out->append(def.name).append("{target=\"").append(names[i]).append("\",reason=\"");
+        out->append(def.name).push_back('{');
+        out->append(heads[i]).append(",reason=\"");
         out->append(ReasonName(static_cast<Reason>(r))).append("\"} ");
         AppendPrometheusDouble(static_cast<double>(c[r]), out);
         out->push_back('\n');

@@ -40,5 +40,8 @@ std::string ValidUtf8(std::string_view value);
 // Appends a label value escaped for the text format (\\, \" and \n), after
 // replacing invalid UTF-8 with U+FFFD.
 void AppendLabelValue(std::string_view value, std::string* out);
+// A label connwatch_target_info sets itself (target, address, endpoint; for
+// an srv endpoint priority and weight): a user label of that name is left out.
+bool IsOwnInfoLabel(std::string_view name, bool srv);
 
 }  // namespace connwatch

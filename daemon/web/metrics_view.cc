@@ -58,6 +58,13 @@ ClientMetric::Label MakeLabel(std::string_view name, std::string value) {
   return label;
 }
 
+// The labels a target's series start with: target, and endpoint for an
+// endpoint of a target that holds every address.
+void AddTargetLabels(const TargetSnapshot& t, const std::string& name, ClientMetric* m) {
+  m->label.push_back(MakeLabel("target", name));
+  if (t.endpoint) m->label.push_back(MakeLabel("endpoint", LabelValue(t.endpoint->endpoint)));
+}
+
 // Appends a series with one label; value set by the caller.
 ClientMetric& AddSeries(MetricFamily* family, std::string_view label_name,
                         const std::string& label_value) {
@@ -114,8 +121,8 @@ void AddReasonFamily(MetricId id, const Snapshot& snapshot, const std::vector<st
     for (size_t r = 0; r < kReasonCount; ++r) {
       if (by_reason[r] == 0) continue;
       ClientMetric& m = family.metric.emplace_back();
-      m.label.reserve(2);
-      m.label.push_back(MakeLabel(def.labels[0], names[i]));
+      m.label.reserve(3);
+      AddTargetLabels(snapshot.targets[i], names[i], &m);
       m.label.push_back(MakeLabel(def.labels[1], std::string(ReasonName(static_cast<Reason>(r)))));
       m.counter.value = static_cast<double>(by_reason[r]);
     }
@@ -123,12 +130,12 @@ void AddReasonFamily(MetricId id, const Snapshot& snapshot, const std::vector<st
   out->push_back(std::move(family));
 }
 
-// A family with one series per target (label `target`), for the targets
-// `has` accepts, valued by `value`.
+// A family with one series per target (label `target`, and `endpoint` for an
+// endpoint unless `per_name`), for the targets `has` accepts, valued by `value`.
 template <typename Has, typename Value>
 void AddPerTargetFamily(MetricId id, const Snapshot& snapshot,
                         const std::vector<std::string>& names, Has has, Value value,
-                        std::vector<MetricFamily>* out) {
+                        std::vector<MetricFamily>* out, bool per_name = false) {
   size_t series = 0;
   for (const TargetSnapshot& t : snapshot.targets) series += has(t) ? 1 : 0;
   if (series == 0) return;
@@ -137,7 +144,13 @@ void AddPerTargetFamily(MetricId id, const Snapshot& snapshot,
   for (size_t i = 0; i < snapshot.targets.size(); ++i) {
     const TargetSnapshot& t = snapshot.targets[i];
     if (!has(t)) continue;
-    SetValue(def, &AddSeries(&family, def.labels[0], names[i]), value(t));
+    if (per_name) {
+      SetValue(def, &AddSeries(&family, def.labels[0], names[i]), value(t));
+      continue;
+    }
+    ClientMetric& m = family.metric.emplace_back();
+    AddTargetLabels(t, names[i], &m);
+    SetValue(def, &m, value(t));
   }
   out->push_back(std::move(family));
 }
@@ -151,14 +164,19 @@ void AddTargetInfo(const Snapshot& snapshot, const std::vector<std::string>& nam
     const TargetSnapshot& t = snapshot.targets[i];
     ClientMetric& m = family.metric.emplace_back();
     const size_t user = t.config ? t.config->labels.size() : 0;
-    m.label.reserve(2 + user);
-    m.label.push_back(MakeLabel(def.labels[0], names[i]));
-    m.label.push_back(MakeLabel(def.labels[1], LabelValue(t.config ? t.config->address : "")));
+    m.label.reserve(5 + user);
+    AddTargetLabels(t, names[i], &m);
+    m.label.push_back(MakeLabel(def.labels[1], LabelValue(t.config ? t.config->Where() : "")));
+    const bool srv = t.endpoint && t.endpoint->priority >= 0;
+    if (srv) {
+      m.label.push_back(MakeLabel("priority", std::to_string(t.endpoint->priority)));
+      m.label.push_back(MakeLabel("weight", std::to_string(t.endpoint->weight)));
+    }
     if (t.config) {
       for (const auto& [name, value] : t.config->labels) {
         // The config loader rejects these; a duplicate label name would make
         // the whole scrape invalid, so never emit one.
-        if (name == def.labels[0] || name == def.labels[1]) continue;
+        if (IsOwnInfoLabel(name, srv)) continue;
         m.label.push_back(MakeLabel(name, LabelValue(value)));
       }
     }
@@ -223,8 +241,9 @@ void AddTargetFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out)
         if (!t.tls) continue;
         ClientMetric& m = family.metric.emplace_back();
         const TlsPeerInfo& p = *t.tls;
+        AddTargetLabels(t, names[i], &m);
         for (const auto& [label, value] :
-             {std::pair{def.labels[0], std::string_view(names[i])}, {def.labels[1], p.version},
+             {std::pair{def.labels[1], std::string_view(p.version)},
               {def.labels[2], p.cipher}, {def.labels[3], p.subject}, {def.labels[4], p.issuer},
               {def.labels[5], p.fingerprint}}) {
           m.label.push_back(MakeLabel(label, LabelValue(value)));
@@ -243,8 +262,9 @@ void AddTargetFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out)
       MetricId::kTargetAddressStale, snapshot, names, resolves_name,
       [](const TargetSnapshot& t) { return t.address_stale ? 1.0 : 0.0; }, out);
   AddPerTargetFamily(
-      MetricId::kDnsFailures, snapshot, names, resolves_name,
-      [](const TargetSnapshot& t) { return static_cast<double>(t.dns_failures); }, out);
+      MetricId::kDnsFailures, snapshot, names,
+      [](const TargetSnapshot& t) { return t.resolves_name || t.name_series; },
+      [](const TargetSnapshot& t) { return static_cast<double>(t.dns_failures); }, out, true);
   AddPerTargetFamily(
       MetricId::kTargetCanaryUp, snapshot, names,
       [](const TargetSnapshot& t) { return t.canary && t.canary->attempted; },
@@ -266,8 +286,8 @@ void AddTargetFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out)
           const uint64_t c = t.canary->failures[r];
           if (c == 0) continue;
           ClientMetric& m = family.metric.emplace_back();
-          m.label.reserve(2);
-          m.label.push_back(MakeLabel(def.labels[0], names[i]));
+          m.label.reserve(3);
+          AddTargetLabels(t, names[i], &m);
           m.label.push_back(
               MakeLabel(def.labels[1], std::string(ReasonName(static_cast<Reason>(r)))));
           m.counter.value = static_cast<double>(c);
@@ -339,6 +359,8 @@ void AddDaemonFamilies(const Snapshot& snapshot, std::vector<MetricFamily>* out)
   }
   AddScalar(MetricId::kShardTargetsSkipped, static_cast<double>(snapshot.shard_targets_skipped),
             out);
+  AddScalar(MetricId::kStateWriteFailures, static_cast<double>(snapshot.state_write_failures), out);
+  AddScalar(MetricId::kStateLastWriteSuccessTimestamp, snapshot.state_last_write_success_unix, out);
 }
 
 void AddBuildInfo(std::vector<MetricFamily>* out) {

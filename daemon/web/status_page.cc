@@ -105,7 +105,9 @@ void AppendRow(const TargetSnapshot& t, double now, std::string* out) {
   const std::string name = t.config ? t.config->name : std::string();
   const std::string state_class = t.up ? "up" : "down";
   *out += "<tr class=\"row-" + state_class + "\"><td class=\"name\">" + HtmlEscape(name) +
-          "</td><td class=\"addr\">" + HtmlEscape(t.config ? t.config->address : "") +
+          "</td><td class=\"addr\">" + HtmlEscape(t.config ? t.config->Where() : "") +
+          // An endpoint of a target that holds every address: which one.
+          (t.endpoint ? " \xE2\x86\x92 " + HtmlEscape(t.endpoint->endpoint) : std::string()) +
           "</td><td class=\"labels\">";
   if (t.config) {
     for (const auto& [k, v] : t.config->labels) {

@@ -93,7 +93,7 @@
     var cls = t.up ? "up" : "down";
     var tr = el("tr", "row-" + cls);
     tr.appendChild(el("td", "name", t.name));
-    tr.appendChild(el("td", "addr", t.address));
+    tr.appendChild(el("td", "addr", t.endpoint ? t.address + " \u2192 " + t.endpoint : t.address));
     var labels = el("td", "labels");
     Object.keys(t.labels).forEach(function (k) {
       labels.appendChild(el("span", "label", k + "=" + t.labels[k]));

@@ -39,7 +39,8 @@ bool TextMatches(const TargetSnapshot& t, const std::vector<std::string>& words)
   if (!t.config) return false;
   // name, address and each "label=value", lower-cased, one per line: a word
   // never matches across two of them.
-  std::string hay = Lower(t.config->name) + "\n" + Lower(t.config->address);
+  std::string hay = Lower(t.config->name) + "\n" + Lower(t.config->Where());
+  if (t.endpoint) hay += "\n" + Lower(t.endpoint->endpoint);
   for (const auto& [name, value] : t.config->labels) hay += "\n" + Lower(name) + "=" + Lower(value);
   return std::all_of(words.begin(), words.end(),
                      [&](const std::string& w) { return Contains(hay, w); });
@@ -159,7 +160,8 @@ std::string CompactTargetsJson(const Snapshot& snapshot, const StatusQuery& quer
     const UpReport r = t.history.Report(t.history_at);
     Json j;
     j["name"] = t.config ? t.config->name : std::string();
-    j["address"] = t.config ? t.config->address : std::string();
+    j["address"] = t.config ? t.config->Where() : std::string();
+    j["endpoint"] = t.endpoint ? Json(t.endpoint->endpoint) : Json(nullptr);
     Json labels = Json::object();
     if (t.config) {
       for (const auto& [name, value] : t.config->labels) labels[name] = value;

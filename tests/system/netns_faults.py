@@ -267,30 +267,35 @@ class Scenario:
 
         def compare():
             m = self.daemon.metrics()
-            api = self.daemon.targets()
+            # One entry per connection: a target, or an endpoint of one.
+            api = self.daemon.connections()
             log = collections.defaultdict(collections.Counter)
             for e in self.daemon.events():
                 if e["event"] in ("connect", "connect_failure", "disconnect"):
-                    log[e["target"]][(e["event"], e.get("reason", ""))] += 1
+                    log[(e["target"], e.get("endpoint"))][(e["event"], e.get("reason", ""))] += 1
             diffs = []
-            for target in api:
-                got = log[target]
-                want_connects = int(m.value("connwatch_target_connects_total", target=target) or 0)
+            for key in api:
+                target, endpoint = key
+                got = log[key]
+                want_connects = int(m.value("connwatch_target_connects_total", target=target,
+                                            endpoint=endpoint) or 0)
+                if endpoint is not None:
+                    target = f"{target} endpoint {endpoint}"
                 if got[("connect", "")] != want_connects:
                     diffs.append(f"{target}: {got[('connect', '')]} connect lines, "
                                  f"connects_total={want_connects}")
-                if api[target]["connects"] != want_connects:
-                    diffs.append(f"{target}: API connects={api[target]['connects']}, "
+                if api[key]["connects"] != want_connects:
+                    diffs.append(f"{target}: API connects={api[key]['connects']}, "
                                  f"connects_total={want_connects}")
                 for kind, family, api_key in (
                         ("connect_failure", "connwatch_target_connect_failures_total",
                          "connect_failures"),
                         ("disconnect", "connwatch_target_disconnects_total", "disconnects")):
-                    metric = m.by_reason(family, target)
+                    metric = m.by_reason(family, key[0], endpoint=endpoint)
                     lines = {r: c for (k, r), c in got.items() if k == kind}
                     if metric != lines:
                         diffs.append(f"{target}: {kind} lines by reason {lines}, {family} {metric}")
-                    api_counts = {r: c for r, c in (api[target].get(api_key) or {}).items() if c}
+                    api_counts = {r: c for r, c in (api[key].get(api_key) or {}).items() if c}
                     if api_counts != metric:
                         diffs.append(f"{target}: API {api_key} {api_counts}, {family} {metric}")
             last[0] = "; ".join(diffs[:6]) + (f" (+{len(diffs) - 6} more)" if len(diffs) > 6 else "")
@@ -792,15 +797,16 @@ class ConnectTimeout(Scenario):
 
 class DnsResponder:
     """A minimal DNS server on 127.0.0.1:port UDP inside a namespace: an A
-    record for one name, NOERROR without answers for its other types, and
-    NXDOMAIN for every other name."""
+    record for one name (one per address when given a list), NOERROR without
+    answers for its other types, and NXDOMAIN for every other name."""
 
     def __init__(self, ns, port, name, address):
         self.sock = nslab.in_netns(ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
         self.sock.bind(("127.0.0.1", port))
         self.sock.settimeout(0.1)
         self.name = name.lower().rstrip(".")
-        self.address = socket.inet_aton(address)
+        addresses = [address] if isinstance(address, str) else list(address)
+        self.addresses = [socket.inet_aton(a) for a in addresses]
         self.queries = []
         self.running = True
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -833,8 +839,9 @@ class DnsResponder:
                 header = struct.pack("!HHHHHH", qid, 0x8080 | rd | 3, 1, 0, 0, 0)
                 answer = b""
             elif qtype == 1:
-                header = struct.pack("!HHHHHH", qid, 0x8080 | rd, 1, 1, 0, 0)
-                answer = struct.pack("!HHHIH", 0xC00C, 1, 1, 5, 4) + self.address
+                header = struct.pack("!HHHHHH", qid, 0x8080 | rd, 1, len(self.addresses), 0, 0)
+                answer = b"".join(struct.pack("!HHHIH", 0xC00C, 1, 1, 5, 4) + a
+                                  for a in self.addresses)
             else:
                 header = struct.pack("!HHHHHH", qid, 0x8080 | rd, 1, 0, 0, 0)
                 answer = b""
@@ -880,6 +887,74 @@ class DnsError(Scenario):
         if c.get("resolved") != f"{lab.p_ip}:{PEER_PORT}":
             raise Failure(f"expected resolved={lab.p_ip}:{PEER_PORT}, got {c.get('resolved')}")
         self.wait_up(["numeric"], connects=1)
+
+
+class EndpointUnreachable(Scenario):
+    """A name with two A records (addresses: all): one endpoint in P, the other
+    in H. P's link goes down: that endpoint alone dies; the other stays up."""
+    name = "endpoint_unreachable"
+    fault = "one of two addresses behind a name (addresses: all) becomes unreachable"
+    expect = "keepalive_timeout on that endpoint only"
+    bound = "idle + interval x count + 1 s = 4 s"
+    DNS_PORT = 5353
+    HOST = "pool.connwatch.test"
+
+    def __init__(self, env, index):
+        super().__init__(env, index)
+        self.responder = None
+
+    def endpoint_value(self, m, family, endpoint):
+        return m.value(family, target="pool", endpoint=endpoint)
+
+    def run(self):
+        lab = self.lab
+        self.healthy_peer = self.start_peer(lab.H, name="healthy")
+        self.peer = self.start_peer()
+        self.responder = DnsResponder(lab.D, self.DNS_PORT, self.HOST, [lab.p_ip, lab.h_ip])
+        p_ep, h_ep = f"{lab.p_ip}:{PEER_PORT}", f"{lab.h_ip}:{PEER_PORT}"
+        self.start_daemon([("pool", f"{self.HOST}:{PEER_PORT}",
+                            {"addresses": "all", "address_family": "ip4",
+                             "resolve_interval": "500ms"})],
+                          extra=[f"--dns.servers=127.0.0.1:{self.DNS_PORT}"])
+        self.wait_up([HEALTHY])
+        self.daemon.wait_metric(
+            f"both endpoints of pool up ({p_ep}, {h_ep})",
+            lambda m: all(self.endpoint_value(m, "connwatch_target_up", ep) == 1
+                          for ep in (p_ep, h_ep)), 10, poll=0.02)
+        t0 = now_ns()
+        self.peer_link_down()
+        e = self.daemon.wait_event(
+            f"event=disconnect target=pool endpoint={p_ep}",
+            lambda e: e["event"] == "disconnect" and e["target"] == "pool" and
+            e["ts_ns"] >= t0 - 1_000_000, 10)
+        if e.get("endpoint") != p_ep:
+            raise Failure(f"the disconnect names endpoint={e.get('endpoint')}, expected {p_ep}")
+        self.expect_reason(e, "keepalive_timeout")
+        self.check_bound("detection", ms(e["ts_ns"] - t0), 1000 + 1000 * 2 + 1000, low_ms=2000 - 50)
+        # The other endpoint behind the same name is untouched.
+        m = self.daemon.metrics()
+        up = self.endpoint_value(m, "connwatch_target_up", h_ep)
+        connects = self.endpoint_value(m, "connwatch_target_connects_total", h_ep)
+        disconnects = m.by_reason("connwatch_target_disconnects_total", "pool", endpoint=h_ep)
+        self.measured["other endpoint"] = f"up={up} connects={connects}"
+        if up != 1 or connects != 1 or disconnects:
+            raise Failure(f"endpoint {h_ep} was disturbed: expected up=1, connects=1, no "
+                          f"disconnect; saw up={up} connects={connects} disconnects={disconnects}")
+        if self.endpoint_value(m, "connwatch_target_up", p_ep) != 0:
+            raise Failure(f"endpoint {p_ep} is not down after its disconnect")
+        self.peer_link_up()
+        self.daemon.wait_metric(
+            f"endpoint {p_ep} up again with 2 connects",
+            lambda m: self.endpoint_value(m, "connwatch_target_up", p_ep) == 1 and
+            self.endpoint_value(m, "connwatch_target_connects_total", p_ep) == 2, 15, poll=0.05)
+        closes = [c for c in self.daemon.events("close", "pool")]
+        if closes:
+            raise Failure(f"an endpoint was closed although DNS kept its address: {closes[0]}")
+
+    def teardown(self):
+        if self.responder:
+            self.responder.stop()
+        super().teardown()
 
 
 class RlimitNofile(Scenario):
@@ -1206,7 +1281,7 @@ class IdleCutoffMiddlebox(Scenario):
 SCENARIOS = [PeerKilled, Flood, PeerCloses, PeerResets, LinkDownIdle, LinkDownHeartbeat,
              LinkDownUserTimeout, RouteFault, RouteProhibit, RouteThrow, RouteBlackhole, Reboot,
              PortClosed,
-             ConnectTimeout, DnsError, RlimitNofile, NeverRead, IcmpReported, RejectRefused,
+             ConnectTimeout, DnsError, EndpointUnreachable, RlimitNofile, NeverRead, IcmpReported, RejectRefused,
              IdleCutoffMiddlebox]
 
 

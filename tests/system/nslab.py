@@ -325,8 +325,11 @@ class Metrics:
     def sum(self, name, **labels):
         return sum(v for _, v in self.select(name, **labels))
 
-    def by_reason(self, name, target):
-        return {l["reason"]: int(v) for l, v in self.select(name, target=target) if "reason" in l}
+    def by_reason(self, name, target, **labels):
+        """{reason: count} of one target (`endpoint=...` for one endpoint of a
+        target with addresses: all; endpoint=None: a series without one)."""
+        return {l["reason"]: int(v) for l, v in self.select(name, target=target, **labels)
+                if "reason" in l}
 
 
 _LOGFMT_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_.]*)=("(?:[^"\\]|\\.)*"|\S*)')
@@ -589,7 +592,7 @@ class Daemon:
         if nofile is not None:
             soft_hard = nofile if ":" in str(nofile) else f"{nofile}:{nofile}"
             argv += ["prlimit", f"--nofile={soft_hard}", "--"]
-        argv += [binary, f"--config.file={self.config_path}",
+        argv += [binary, f"--config.file={self.config_path}", "--storage.path=",
                  f"--web.listen-address=127.0.0.1:{self.PORT}", "--log.level=info"] + list(extra)
         self.argv = argv
         self._parse_lock = threading.Lock()
@@ -635,6 +638,14 @@ class Daemon:
         if r.status != 200:
             raise Failure(f"/api/v1/targets answered {r.status}")
         return {t["name"]: t for t in json.loads(r.body)["data"]["targets"]}
+
+    def connections(self):
+        """/api/v1/targets by (name, endpoint): one entry per connection
+        (endpoint None for a target with addresses: first)."""
+        r = self.get("/api/v1/targets")
+        if r.status != 200:
+            raise Failure(f"/api/v1/targets answered {r.status}")
+        return {(t["name"], t.get("endpoint")): t for t in json.loads(r.body)["data"]["targets"]}
 
     def _parsed(self):
         """Every event line so far, parsed once, with 'ts_ns' and 'arrival_ns'."""

@@ -7,6 +7,7 @@
 # Checks: `systemctl start` returns once READY=1 came; targets reached by
 # address and by name (/etc/hosts through c-ares) come up; STATUS= shows them;
 # /metrics answers, process_start_time_seconds is sane (/proc/stat readable);
+# a `systemctl restart` keeps every target's state (StateDirectory=);
 # `systemctl reload` with a broken file fails and the service runs on; with a
 # good file it applies it; with a drop-in that moves the config, reload checks
 # the moved file (not the default path); TLS works with the key handed over
@@ -153,6 +154,26 @@ if [ -n "$start" ] && awk -v s="$start" -v n="$now" 'BEGIN { exit !(s > n - 600 
   echo "ok: /metrics answers; process_start_time_seconds=$start (now $now)"
 else
   fail "process_start_time_seconds is '$start', now is $now"
+fi
+
+# --- State across a restart (StateDirectory=, --storage.path) -----------------------
+# The sandbox lets the daemon write /var/lib/connwatch and nothing else; a
+# restart (SIGTERM: saved) restores both targets and their counters go on.
+connects() { http_get /metrics | sed -nE 's/^connwatch_target_connects_total\{target="self"\} ([0-9]+)\r?$/\1/p'; }
+before=$(connects)
+if in_ct systemctl restart connwatch.service && wait_until 10 status_is "2/2 targets up"; then
+  restored=$(in_ct journalctl -u connwatch.service --no-pager -o cat | grep 'msg="state restored"' | tail -n 1)
+  after=$(connects)
+  owner=$(in_ct stat -c %U /var/lib/connwatch/state.json 2>&1)
+  if grep -q ' restored=2 ' <<<"$restored" && [ -n "$before" ] && [ "${after:-0}" -gt "$before" ] &&
+     [ "$owner" = connwatch ]; then
+    echo "ok: systemctl restart kept the state: connects of self $before -> $after; $restored"
+  else
+    fail "state across systemctl restart: connects $before -> $after, owner '$owner', line '$restored'"
+    in_ct journalctl -u connwatch.service --no-pager | grep -i state | tail -n 5
+  fi
+else
+  fail "systemctl restart: $(prop ActiveState) '$(prop StatusText)'"
 fi
 
 # --- Reload -----------------------------------------------------------------------

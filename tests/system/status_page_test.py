@@ -94,7 +94,7 @@ def main():
                 "    labels: {team: web}\n"
                 f"  - name: steady-cache\n    address: 127.0.0.1:{others.ports[1]}\n"
                 "    labels: {team: web}\n")
-    daemon = subprocess.Popen([args.daemon, f"--config.file={config}",
+    daemon = subprocess.Popen([args.daemon, f"--config.file={config}", "--storage.path=",
                                "--web.listen-address=127.0.0.1:0"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     chrome = None

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks systemd/connwatch@.service, the templated unit of a fleet on one host
 # (docs/FLEET.md), without installing it:
-#  - apart from its header, Description=, EnvironmentFile= and ExecStart=, it
+#  - apart from its header, Description=, EnvironmentFile=, ExecStart= and
+#    StateDirectory= (each instance keeps its state apart), it
 #    is connwatch.service line for line (the sandbox, notify, watchdog and
 #    reload check cannot drift apart);
 #  - `systemd-analyze verify` accepts an instance of it (connwatch@1-4);
@@ -32,13 +33,20 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
 # 1. The same unit but for the fleet lines.
 settings() {  # the unit's settings, without comments and the lines a shard changes
-  grep -vE '^(#|$|Description=|EnvironmentFile=|ExecStart=)' "$1"
+  grep -vE '^(#|$|Description=|EnvironmentFile=|ExecStart=|StateDirectory=)' "$1"
 }
 if out=$(diff <(settings "$plain") <(settings "$unit")); then
   echo "ok: connwatch@.service has the settings of connwatch.service"
 else
   fail "connwatch@.service and connwatch.service differ beyond the fleet lines:"
   echo "$out"
+fi
+
+# 1b. Each instance its own state directory, and the daemon told to use it.
+if grep -qxF 'StateDirectory=connwatch/%i' "$unit" && grep -qxF 'StateDirectory=connwatch' "$plain"; then
+  echo "ok: StateDirectory= connwatch (plain) and connwatch/%i (each instance)"
+else
+  fail "StateDirectory= is not connwatch/%i in the template and connwatch in the plain unit"
 fi
 
 # 2. verify an instance, on a copy that runs the build's binary.
@@ -82,9 +90,9 @@ expect_args() {  # name, expected arguments (one a line), then env assignments
     echo "$expected"
   fi
 }
-expect_args 1-4 $'--config.file=/etc/connwatch/connwatch.yaml\n--shard=1/4\n--web.listen-address=:9801'
-expect_args 11-12 $'--config.file=/etc/connwatch/connwatch.yaml\n--shard=11/12\n--web.listen-address=:9811'
-expect_args 0-2 $'--config.file=/srv/c.yaml\n--shard=0/2\n--web.listen-address=:10000\n--log.level=debug\n--web.enable-lifecycle' \
+expect_args 1-4 $'--config.file=/etc/connwatch/connwatch.yaml\n--shard=1/4\n--web.listen-address=:9801\n--storage.path=/var/lib/connwatch/1-4'
+expect_args 11-12 $'--config.file=/etc/connwatch/connwatch.yaml\n--shard=11/12\n--web.listen-address=:9811\n--storage.path=/var/lib/connwatch/11-12'
+expect_args 0-2 $'--config.file=/srv/c.yaml\n--shard=0/2\n--web.listen-address=:10000\n--storage.path=/var/lib/connwatch/0-2\n--log.level=debug\n--web.enable-lifecycle' \
   CONNWATCH_CONFIG=/srv/c.yaml CONNWATCH_PORT_BASE=10000 'CONNWATCHD_ARGS=--log.level=debug --web.enable-lifecycle'
 
 # The real binary takes that command line (with --check-config, so nothing starts).
