@@ -22,6 +22,7 @@
 
 #include "core/clock.h"
 #include "core/state_file.h"
+#include "dnsmasq.h"
 #include "http_client.h"
 #include "test_peer.h"
 #include "test_util.h"
@@ -33,6 +34,7 @@ using Json = nlohmann::json;
 using std::chrono::milliseconds;
 using testing::Subprocess;
 using testing::TempDir;
+using testing::PeerOptions;
 using testing::TestPeer;
 using testing::WaitFor;
 
@@ -396,6 +398,52 @@ TEST_F(StateRestartTest, AnEmptyPathKeepsNoState) {
   ASSERT_TRUE(WaitValue(kUpAlpha, Is(1))) << daemon_->Output();
   Stop(SIGTERM);
   EXPECT_TRUE(std::filesystem::is_empty(state_dir_));
+}
+
+// addresses: all: one entry per endpoint in the file, and after the restart
+// each endpoint gets its own story back when the name gives its address again.
+TEST_F(StateRestartTest, EachEndpointOfANameGetsItsOwnStateBack) {
+  PeerOptions second_options;
+  second_options.bind_address = "127.0.0.2";
+  second_options.port = peer_.port();
+  TestPeer second(second_options);
+  ASSERT_EQ(second.Start(), "");
+  testing::Dnsmasq dns(dir_, "127.0.0.1 pool.test\n127.0.0.2 pool.test\n", 1);
+  if (!dns.why_not().empty()) GTEST_SKIP() << dns.why_not();
+  const std::string port = std::to_string(peer_.port());
+  config_ = dir_.Write("connwatch.yaml",
+                       "defaults:\n  startup_jitter: 0s\n  check_interval: 1s\n"
+                       "  backoff: {initial: 50ms, max: 200ms}\n"
+                       "targets:\n  - name: pool\n    address: pool.test:" + port +
+                           "\n    addresses: all\n");
+  const std::string one = "connwatch_target_connects_total{target=\"pool\",endpoint=\"127.0.0.1:" +
+                          port + "\"}";
+  const std::string two = "connwatch_target_connects_total{target=\"pool\",endpoint=\"127.0.0.2:" +
+                          port + "\"}";
+  const std::string resets_two = "connwatch_target_disconnects_total{target=\"pool\",endpoint=\"127.0.0.2:" +
+                                 port + "\",reason=\"peer_reset\"}";
+  Launch({"--dns.servers=" + dns.server()});
+  ASSERT_TRUE(WaitValue(one, Is(1)) && WaitValue(two, Is(1))) << Metrics();
+  // Only the second endpoint flaps: its story differs from the first's.
+  second.ResetAll();
+  ASSERT_TRUE(WaitValue(resets_two, Is(1))) << Metrics();
+  ASSERT_TRUE(WaitValue(two, Is(2))) << Metrics();
+  Stop(SIGTERM);
+  const Json file = Json::parse(ReadFile(StateFile()), nullptr, false);
+  ASSERT_FALSE(file.is_discarded()) << ReadFile(StateFile());
+  std::set<std::string> saved;
+  for (const Json& t : file["targets"]) saved.insert(t["endpoint"].get<std::string>());
+  EXPECT_EQ(saved, (std::set<std::string>{"127.0.0.1:" + port, "127.0.0.2:" + port}))
+      << file.dump();
+
+  Launch({"--dns.servers=" + dns.server()});
+  // Each endpoint counts on from its own figures: one reconnect each.
+  ASSERT_TRUE(WaitValue(one, Is(2)) && WaitValue(two, Is(3))) << Metrics();
+  EXPECT_EQ(Value(resets_two), 1) << Metrics();
+  EXPECT_EQ(Value("connwatch_target_disconnects_total{target=\"pool\",endpoint=\"127.0.0.1:" +
+                  port + "\",reason=\"peer_reset\"}"),
+            -1)
+      << Metrics();
 }
 
 }  // namespace

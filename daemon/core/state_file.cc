@@ -68,6 +68,7 @@ Json EventJson(const Event& e) {
 Json TargetJson(const TargetSnapshot& t) {
   Json j{{"name", t.config ? t.config->name : std::string()},
          {"address", t.config ? t.config->address : std::string()},
+         {"endpoint", t.endpoint ? t.endpoint->endpoint : std::string()},
          {"up", t.up},
          {"last_change", t.last_change_unix},
          {"connects", t.connects},
@@ -278,6 +279,7 @@ StoredTarget TargetField(const Json& j) {
   StoredTarget t;
   t.name = String(j, "name");
   t.address = String(j, "address");
+  t.endpoint = String(j, "endpoint");
   t.up = Bool(j, "up");
   t.last_change_unix = Number(j, "last_change");
   t.connects = Count(j, "connects");

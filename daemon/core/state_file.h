@@ -33,6 +33,10 @@ inline constexpr int kStateVersion = 1;
 struct StoredTarget {
   std::string name;
   std::string address;  // as configured: restored only while name and address match
+  // addresses: all and srv: the endpoint ("ip:port") this entry is of;
+  // empty for a target with one connection (and an endpoint set's
+  // placeholder, saved before the name gave any address).
+  std::string endpoint;
   bool up = false;      // up when saved
   double last_change_unix = 0;
   // The last event (connect, connect failure or disconnect).

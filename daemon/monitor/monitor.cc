@@ -669,11 +669,11 @@ void Monitor::WriteStateAtShutdown() {
   const double start = MonoNow();
   Snapshot snap;
   snap.targets.reserve(targets_.size());
-  for (const auto& t : targets_) t->FillSnapshot(&snap.targets.emplace_back());
+  for (const auto& t : targets_) t.FillSnapshots(&snap.targets);
   if (apply_) {
     // A reload's apply in progress: the targets it has not reached yet.
     for (const auto& t : apply_->old) {
-      if (t) t->FillSnapshot(&snap.targets.emplace_back());
+      if (t) t.FillSnapshots(&snap.targets);
     }
   }
   snap.taken_unix = UnixNow();
@@ -690,17 +690,29 @@ void Monitor::WriteStateAtShutdown() {
 void Monitor::RestoreState(const StoredState& saved) {
   // This process's monotonic clock minus the saving one's at one instant.
   const double mono_delta = saved.mono_to_unix - (UnixNow() - MonoNow());
-  std::unordered_map<std::string_view, const StoredTarget*> by_name;
+  // A target with addresses: all or srv saved one entry per endpoint.
+  std::unordered_map<std::string_view, std::vector<const StoredTarget*>> by_name;
   by_name.reserve(saved.targets.size());
-  for (const StoredTarget& t : saved.targets) by_name.emplace(t.name, &t);
+  for (const StoredTarget& t : saved.targets) by_name[t.name].push_back(&t);
   size_t restored = 0, moved = 0;
   for (auto& target : targets_) {
-    auto it = by_name.find(target->config().name);
+    auto it = by_name.find(target.config().name);
     if (it == by_name.end()) continue;
-    if (it->second->address != target->config().address) {
+    if (it->second.front()->address != target.config().address) {
       ++moved;  // another address: another story, started fresh
+    } else if (target.one) {
+      // An entry of an endpoint (the config said addresses: all before) is
+      // another connection's story: only a target's own entry is restored.
+      const StoredTarget* own = nullptr;
+      for (const StoredTarget* t : it->second) {
+        if (t->endpoint.empty()) own = t;
+      }
+      if (own != nullptr) {
+        target.one->Restore(*own, mono_delta);
+        ++restored;
+      }
     } else {
-      target->Restore(*it->second, mono_delta);
+      target.endpoints->Restore(it->second, mono_delta);
       ++restored;
     }
     by_name.erase(it);

@@ -256,6 +256,7 @@ void EndpointSet::Apply(std::vector<Found> found, bool complete, const std::stri
       ++i;
     } else {
       auto target = std::make_unique<Target>(ctx_, config_, found[j].address, found[j].info);
+      RestoreEndpoint(target.get());
       target->Start();
       next.push_back(std::move(target));
       ++j;
@@ -286,6 +287,27 @@ Event EndpointSet::MakeEvent(std::string kind, LogLevel level) const {
   e.target = config_->name;
   e.address = config_->Where();
   return e;
+}
+
+void EndpointSet::Restore(const std::vector<const StoredTarget*>& saved, double mono_delta) {
+  restored_delta_ = mono_delta;
+  for (const StoredTarget* t : saved) {
+    // The name's own lookups were saved on its first snapshot (name_series);
+    // every entry carries the count, the largest is the name's.
+    dns_failures_ = std::max(dns_failures_, t->dns_failures);
+    if (!t->endpoint.empty()) restored_.emplace(t->endpoint, *t);
+  }
+}
+
+void EndpointSet::RestoreEndpoint(Target* target) {
+  if (restored_.empty() || target->endpoint() == nullptr) return;
+  auto it = restored_.find(target->endpoint()->endpoint);
+  if (it == restored_.end()) return;
+  // The name's count stays the set's (the endpoint's own is not kept apart).
+  StoredTarget saved = std::move(it->second);
+  saved.dns_failures = 0;
+  target->Restore(saved, restored_delta_);
+  restored_.erase(it);
 }
 
 void EndpointSet::FillSnapshots(std::vector<TargetSnapshot>* out) const {

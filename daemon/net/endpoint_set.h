@@ -15,10 +15,12 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/endpoint.h"
 #include "core/snapshot.h"
+#include "core/state_file.h"
 #include "net/resolver.h"
 #include "net/target.h"
 
@@ -41,6 +43,10 @@ class EndpointSet {
   // name (same SRV name or host, port and address family) each endpoint is
   // held again at once with its counters (Target::InheritCounters).
   void Inherit(const EndpointSet& old);
+  // The state file's entries of this target (docs/ARCHITECTURE.md, "Memory
+  // across restarts"), before Start: the name's DNS failure count at once,
+  // and each endpoint's stored state when an answer first gives its address.
+  void Restore(const std::vector<const StoredTarget*>& saved, double mono_delta);
 
   const TargetConfig& config() const { return *config_; }
   size_t endpoint_count() const { return endpoints_.size(); }
@@ -58,6 +64,11 @@ class EndpointSet {
     std::shared_ptr<const EndpointInfo> info;
   };
   struct SrvRound;  // the host lookups after an SRV answer
+  // Restored state of endpoints not held yet, by endpoint ("ip:port").
+  std::unordered_map<std::string, StoredTarget> restored_;
+  double restored_delta_ = 0;
+  // Gives a new endpoint its stored state, if the state file had it.
+  void RestoreEndpoint(Target* target);
 
   static void TimerCb(struct ev_loop* loop, ev_timer* w, int revents);
   void Lookup();
