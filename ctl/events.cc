@@ -213,7 +213,9 @@ int RunEvents(HttpClient& client, const EventsOptions& options, const StopContro
         return rc;
       }
       const bool restarted = printer.Restarted(events);
-      if (restarted) notices.Say("connwatchd restarted: its events are numbered from 1 again");
+      if (restarted) {
+        notices.Say("connwatchd restarted: every event it holds is listed again, oldest first");
+      }
       // No event after the last one shown is held (or none of this daemon's
       // was shown): follow from now, without Last-Event-ID.
       printer.CatchUp(events, restarted || events.empty());

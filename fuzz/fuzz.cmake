@@ -1,5 +1,5 @@
-# libFuzzer targets for the config loader, durations, the heartbeat matcher
-# and the HTTP API (fuzz/*_fuzzer.cc), built when CONNWATCH_FUZZ=ON. clang
+# libFuzzer targets for the config loader, durations, the heartbeat matcher,
+# the HTTP API and the state file (fuzz/*_fuzzer.cc), built when CONNWATCH_FUZZ=ON. clang
 # only (libFuzzer ships with it: Debian's libclang-rt-14-dev). Run them with
 # scripts/fuzz.sh, which configures a build like
 #

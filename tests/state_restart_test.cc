@@ -231,8 +231,9 @@ TEST_F(StateRestartTest, SigkillLosesAtMostTheLastInterval) {
   }
   std::cout << "SIGKILL: the file was " << lost << " s older than the kill (interval "
             << kInterval << " s); it held " << resets << " of alpha's 2 resets\n";
-  // At most one interval, plus the time a write takes on a loaded machine.
-  EXPECT_LE(lost, kInterval + 0.5);
+  // At most one interval, plus the time a write takes on a loaded machine
+  // (a sanitizer build sharing two cores).
+  EXPECT_LE(lost, kInterval + 1.0);
   EXPECT_GE(resets, 1u);
   EXPECT_FALSE(std::filesystem::exists(state_dir_ + "/state.json.tmp"));
 
