@@ -51,7 +51,7 @@ struct EndpointSet::SrvRound {
 };
 
 EndpointSet::EndpointSet(LoopContext* ctx, std::shared_ptr<const TargetConfig> config)
-    : ctx_(ctx), config_(std::move(config)) {
+    : ctx_(ctx), config_(std::move(config)), placeholder_history_(MonoNow()) {
   ev_timer_init(&timer_, &EndpointSet::TimerCb, 0., 0.);
   timer_.data = this;
   last_change_unix_ = UnixNow();
@@ -321,6 +321,7 @@ void EndpointSet::FillSnapshots(std::vector<TargetSnapshot>* out) const {
       t.last_failure_reason = Reason::kDnsError;
       t.last_failure_unix = last_failure_unix_;
     }
+    t.history = placeholder_history_;
     t.history_at = MonoNow();
     return;
   }

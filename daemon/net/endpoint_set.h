@@ -91,6 +91,9 @@ class EndpointSet {
   double last_change_unix_ = 0;
   bool has_failure_ = false;
   double last_failure_unix_ = 0;
+  // The placeholder's up/down history: down since the set was made (the
+  // status page's strip and availability of a name that gives no address).
+  UpHistory placeholder_history_;
 };
 
 }  // namespace connwatch
