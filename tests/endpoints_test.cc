@@ -329,6 +329,8 @@ TEST_F(EndpointsTest, ReloadKeepsUnchangedEndpointsAndCarriesCountersOverAChange
   WaitUp("other");
   auto endpoints = WaitEndpointsUp("pool", {Ep(1), Ep(2), Ep(3)});
   for (const auto& t : endpoints) EXPECT_EQ(t.connects, 1u) << t.endpoint->endpoint;
+  // The peer accepts after the kernel finished the handshake connwatchd saw.
+  EXPECT_TRUE(WaitFor([&] { return peers_[0]->accepted_total() >= accepted + 1; }, kDeadline));
   EXPECT_EQ(peers_[0]->accepted_total(), accepted + 1) << "only the new target connected";
 
   // The pool's config changes: each endpoint reconnects with its counters.
