@@ -129,7 +129,15 @@ def run(args, label, resolve_interval, dns, peer_port, workdir):
         slow0, it0 = busy_over_10ms(m0)
         slow1, it1 = busy_over_10ms(m1)
         up = m1.get('connwatch_targets{state="up"}', 0)
-        closes = [e for e in daemon.events({"close", "disconnect", "dns_failure"})]
+        closes = [e for e in daemon.events({"close", "disconnect", "dns_failure",
+                                            "connect_failure"})]
+        kinds = {}
+        for _, kind in closes:
+            kinds[kind] = kinds.get(kind, 0) + 1
+        if closes:
+            log(f"{label}: events other than connect over the whole run: {kinds}")
+            os.system(f"grep -m5 -E 'event=(close|disconnect|dns_failure|connect_failure)' "
+                      f"{daemon.log_path}")
         result = {
             "label": label, "interval": resolve_interval, "seconds": w1 - w0,
             "daemon_cpu_per_s": (c1 - c0) / (w1 - w0),
@@ -141,7 +149,7 @@ def run(args, label, resolve_interval, dns, peer_port, workdir):
         log(f"{label}: daemon {result['daemon_cpu_per_s'] * 1000:.1f} ms CPU/s, dnsmasq "
             f"{result['dnsmasq_cpu_per_s'] * 1000:.1f} ms CPU/s, {result['iterations']:.0f} loop "
             f"iterations, {result['over_10ms']:.0f} over 10 ms, {up:.0f} up, "
-            f"{result['events']} close/disconnect/dns_failure events")
+            f"{result['events']} close/disconnect/dns_failure/connect_failure events")
         return result
     finally:
         daemon.stop()

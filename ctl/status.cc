@@ -62,6 +62,9 @@ bool ParseTargets(const std::string& body, std::chrono::system_clock::time_point
     row.up = t.value("up", false);
     row.since = StringOr(t, "since");
     row.address = StringOr(t, "address");
+    // An endpoint of a target with addresses: all or srv: which one.
+    const std::string endpoint = StringOr(t, "endpoint");
+    if (!endpoint.empty()) row.address += " -> " + endpoint;
     std::chrono::system_clock::time_point since;
     if (ParseApiTime(row.since, &since)) {
       row.for_seconds = std::max(0.0, std::chrono::duration<double>(now - since).count());

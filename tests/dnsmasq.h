@@ -45,25 +45,33 @@ class Dnsmasq {
       why_not_ = std::string(kDnsmasq) + " is not installed (Debian package dnsmasq-base)";
       return;
     }
-    port_ = FreeUdpPort();
-    const std::string user = geteuid() == 0 ? "root" : "";
-    std::vector<std::string> argv = {kDnsmasq,
-                                     "--keep-in-foreground",
-                                     "--no-resolv",
-                                     "--no-hosts",
-                                     "--no-poll",
-                                     "--addn-hosts=" + hosts_path_,
-                                     "--local-ttl=" + std::to_string(ttl),
-                                     "--port=" + std::to_string(port_),
-                                     "--listen-address=127.0.0.1",
-                                     "--bind-interfaces",
-                                     "--pid-file=",
-                                     "--log-facility=-"};
-    if (!user.empty()) argv.push_back("--user=" + user);
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    process_ = std::make_unique<Subprocess>(argv);
-    if (process_->WaitForLine("read " + hosts_path_, kDnsmasqDeadline).empty()) {
+    // NOTE: dnsmasq binds TCP as well as UDP on its port, and the TCP port of
+    // a free UDP port may be taken (the tests hold thousands of loopback
+    // connections): a bind failure is retried on another port.
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      port_ = FreeUdpPort();
+      const std::string user = geteuid() == 0 ? "root" : "";
+      std::vector<std::string> argv = {kDnsmasq,
+                                       "--keep-in-foreground",
+                                       "--no-resolv",
+                                       "--no-hosts",
+                                       "--no-poll",
+                                       "--addn-hosts=" + hosts_path_,
+                                       "--local-ttl=" + std::to_string(ttl),
+                                       "--port=" + std::to_string(port_),
+                                       "--listen-address=127.0.0.1",
+                                       "--bind-interfaces",
+                                       "--pid-file=",
+                                       "--log-facility=-"};
+      if (!user.empty()) argv.push_back("--user=" + user);
+      argv.insert(argv.end(), extra.begin(), extra.end());
+      process_ = std::make_unique<Subprocess>(argv);
+      if (!process_->WaitForLine("read " + hosts_path_, kDnsmasqDeadline).empty()) {
+        why_not_.clear();
+        return;
+      }
       why_not_ = "dnsmasq did not start: " + process_->Output();
+      if (why_not_.find("Address already in use") == std::string::npos) return;
     }
   }
 

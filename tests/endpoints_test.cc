@@ -245,6 +245,32 @@ TEST_F(EndpointsTest, SrvRecordsWithTwoHostsGiveTwoEndpointsWithPriorityAndWeigh
       << metrics;
 }
 
+TEST_F(EndpointsTest, SrvHostThatNoLongerResolvesKeepsItsEndpoint) {
+  if (!StartDns("127.0.0.1 a.test\n127.0.0.2 b.test\n",
+                {"--srv-host=_db._tcp.srv.test,a.test," + port_ + ",10,5",
+                 "--srv-host=_db._tcp.srv.test,b.test," + port_ + ",20,1"})) {
+    GTEST_SKIP() << dns_->why_not();
+  }
+  StartMonitor(Defaults() + "targets:\n  - name: db\n    srv: _db._tcp.srv.test\n"
+               "    address_family: ip4\n    resolve_interval: 100ms\n");
+  WaitEndpointsUp("db", {Ep(1), Ep(2)});
+  // b.test's lookup fails: no evidence its endpoint is gone.
+  dns_->SetHosts("127.0.0.1 a.test\n");
+  const bool counted = WaitFor(
+      [&] {
+        auto e = Endpoints("db");
+        return !e.empty() && e[0].dns_failures >= 2;
+      },
+      kDeadline);
+  EXPECT_TRUE(counted) << "failed host lookups counted; saw " << Describe(Endpoints("db"))
+                       << "\n" << RecentEvents();
+  auto endpoints = WaitEndpointsUp("db", {Ep(1), Ep(2)});
+  for (const auto& t : endpoints) EXPECT_EQ(t.connects, 1u) << t.endpoint->endpoint;
+  Event failure = WaitForEvent("db", "dns_failure");
+  EXPECT_NE(failure.detail.find("b.test"), std::string::npos) << failure.detail;
+  for (const Event& e : log_->Recent()) EXPECT_NE(e.kind, "close") << log_->FormatEvent(e);
+}
+
 TEST_F(EndpointsTest, DnsServerStoppedKeepsEveryEndpointAndCountsFailures) {
   if (!StartDns(kThree)) GTEST_SKIP() << dns_->why_not();
   StartMonitor(PoolYaml("    address_family: ip4\n"));
@@ -303,6 +329,8 @@ TEST_F(EndpointsTest, ReloadKeepsUnchangedEndpointsAndCarriesCountersOverAChange
   WaitUp("other");
   auto endpoints = WaitEndpointsUp("pool", {Ep(1), Ep(2), Ep(3)});
   for (const auto& t : endpoints) EXPECT_EQ(t.connects, 1u) << t.endpoint->endpoint;
+  // The peer accepts after the kernel finished the handshake connwatchd saw.
+  EXPECT_TRUE(WaitFor([&] { return peers_[0]->accepted_total() >= accepted + 1; }, kDeadline));
   EXPECT_EQ(peers_[0]->accepted_total(), accepted + 1) << "only the new target connected";
 
   // The pool's config changes: each endpoint reconnects with its counters.

@@ -753,3 +753,67 @@ TEST_F(HttpServerTest, ServesConcurrentClients) {
 
 }  // namespace
 }  // namespace connwatch
+
+namespace connwatch {
+namespace {
+
+// A target with addresses: all (or srv) is one document per endpoint, each
+// with its endpoint (and SRV record); target=NAME gives every one of them,
+// and the status page names the endpoint beside the address.
+TEST_F(HttpServerTest, EndpointsAreOneDocumentEach) {
+  auto snap = std::make_shared<Snapshot>();
+  auto pool = std::make_shared<TargetConfig>();
+  pool->name = "kafka";
+  pool->srv = "_kafka._tcp.example.org";
+  pool->addresses = AddressMode::kAll;
+  auto other = std::make_shared<TargetConfig>();
+  other->name = "other";
+  other->address = "10.0.0.9:80";
+  for (int i = 1; i <= 2; ++i) {
+    TargetSnapshot& t = snap->targets.emplace_back();
+    t.config = pool;
+    auto info = std::make_shared<EndpointInfo>();
+    info->endpoint = "10.0.0." + std::to_string(i) + ":9092";
+    info->srv_host = "broker-" + std::to_string(i) + ".example.org";
+    info->priority = 10;
+    info->weight = i;
+    t.endpoint = info;
+    t.name_series = i == 1;
+    t.up = true;
+    t.state = TargetState::kUp;
+  }
+  snap->targets.emplace_back().config = other;
+  daemon_.set_snapshot(snap);
+  StartServer();
+
+  Json j = GetJson("/api/v1/targets?target=kafka");
+  const Json& targets = j["data"]["targets"];
+  ASSERT_EQ(targets.size(), 2u) << j.dump();
+  EXPECT_EQ(targets[0]["name"], "kafka");
+  EXPECT_EQ(targets[0]["address"], "_kafka._tcp.example.org");
+  EXPECT_EQ(targets[0]["endpoint"], "10.0.0.1:9092");
+  EXPECT_EQ(targets[1]["endpoint"], "10.0.0.2:9092");
+  EXPECT_EQ(targets[1]["srv"], (Json{{"host", "broker-2.example.org"}, {"priority", 10},
+                                     {"weight", 2}}));
+  Json all = GetJson("/api/v1/targets");
+  ASSERT_EQ(all["data"]["targets"].size(), 3u);
+  EXPECT_TRUE(all["data"]["targets"][2]["endpoint"].is_null());
+  EXPECT_TRUE(all["data"]["targets"][2]["srv"].is_null());
+
+  const std::string page = Get("/").body;
+  EXPECT_NE(page.find("_kafka._tcp.example.org \xE2\x86\x92 10.0.0.2:9092"), std::string::npos)
+      << page;
+  Json compact = GetJson("/api/v1/targets?compact=1");
+  bool seen = false;
+  for (const Json& t : compact["data"]["targets"]) seen |= t["endpoint"] == "10.0.0.1:9092";
+  EXPECT_TRUE(seen) << compact.dump();
+
+  const std::string metrics = Get("/metrics").body;
+  EXPECT_NE(metrics.find("connwatch_target_info{target=\"kafka\",endpoint=\"10.0.0.2:9092\","
+                         "address=\"_kafka._tcp.example.org\",priority=\"10\",weight=\"2\"} 1\n"),
+            std::string::npos)
+      << metrics;
+}
+
+}  // namespace
+}  // namespace connwatch

@@ -605,8 +605,12 @@ void Monitor::ContinueSnapshot(const std::shared_ptr<SnapshotJob>& job) {
     snap.targets.clear();
     snap.targets.reserve(targets_.size());
   }
-  const size_t end = std::min(targets_.size(), job->next + kSnapshotSlice);
-  for (; job->next < end; ++job->next) targets_[job->next].FillSnapshots(&snap.targets);
+  // A slice is kSnapshotSlice connections: a target with every address held
+  // fills one per endpoint.
+  const size_t slice_end = snap.targets.size() + kSnapshotSlice;
+  while (job->next < targets_.size() && snap.targets.size() < slice_end) {
+    targets_[job->next++].FillSnapshots(&snap.targets);
+  }
   if (job->next < targets_.size()) {
     count_slice();
     // The next slice runs in a later iteration, after pending I/O.

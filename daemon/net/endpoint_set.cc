@@ -51,7 +51,7 @@ struct EndpointSet::SrvRound {
 };
 
 EndpointSet::EndpointSet(LoopContext* ctx, std::shared_ptr<const TargetConfig> config)
-    : ctx_(ctx), config_(std::move(config)) {
+    : ctx_(ctx), config_(std::move(config)), placeholder_history_(MonoNow()) {
   ev_timer_init(&timer_, &EndpointSet::TimerCb, 0., 0.);
   timer_.data = this;
   last_change_unix_ = UnixNow();
@@ -67,10 +67,20 @@ EndpointSet::~EndpointSet() {
 void EndpointSet::Start() {
   if (!endpoints_.empty()) {
     for (auto& e : endpoints_) e->Start();
-    Arm(static_cast<double>(interval().count()) / 1000.0);
+    ArmNextLookup();
     return;
   }
-  Arm(0);
+  // NOTE: names configured together would otherwise all be looked up in the
+  // same loop iteration: 1,000 queries at once cost the loop over 10 ms and
+  // made dnsmasq drop some (c-ares timeouts) in bench/endpoints.py.
+  Arm(static_cast<double>(config_->startup_jitter.count()) / 1000.0 * ctx_->Uniform01());
+}
+
+void EndpointSet::ArmNextLookup() {
+  // resolve_interval plus up to 10%: the lookups of names that started
+  // together drift apart instead of coming in one burst every interval.
+  const double seconds = static_cast<double>(interval().count()) / 1000.0;
+  Arm(seconds * (1.0 + kLookupJitter * ctx_->Uniform01()));
 }
 
 void EndpointSet::Close(std::string_view why, bool log) {
@@ -142,9 +152,7 @@ void EndpointSet::OnAddresses(const std::string& status, std::vector<ResolvedAdd
   int ttl = -1;
   for (const ResolvedAddress& a : addresses) {
     ttl = MinTtl(ttl, a.ttl);
-    auto info = std::make_shared<EndpointInfo>();
-    info->endpoint = a.ToString();
-    found.push_back({a, std::move(info)});
+    found.push_back({a, nullptr});  // its EndpointInfo is made if it is new
   }
   Apply(std::move(found), true, "", ttl);
 }
@@ -241,7 +249,9 @@ void EndpointSet::Apply(std::vector<Found> found, bool complete, const std::stri
     }
     if (c == 0) {
       Target& held = *endpoints_[i];
-      if (!SameSrvInfo(*held.endpoint(), *found[j].info)) held.UpdateEndpoint(found[j].info);
+      if (found[j].info && !SameSrvInfo(*held.endpoint(), *found[j].info)) {
+        held.UpdateEndpoint(found[j].info);
+      }
       next.push_back(std::move(endpoints_[i]));
       ++i;
       ++j;
@@ -255,7 +265,13 @@ void EndpointSet::Apply(std::vector<Found> found, bool complete, const std::stri
       }
       ++i;
     } else {
-      auto target = std::make_unique<Target>(ctx_, config_, found[j].address, found[j].info);
+      std::shared_ptr<const EndpointInfo> info = found[j].info;
+      if (!info) {
+        auto made = std::make_shared<EndpointInfo>();
+        made->endpoint = found[j].address.ToString();
+        info = std::move(made);
+      }
+      auto target = std::make_unique<Target>(ctx_, config_, found[j].address, std::move(info));
       RestoreEndpoint(target.get());
       target->Start();
       next.push_back(std::move(target));
@@ -269,13 +285,13 @@ void EndpointSet::Apply(std::vector<Found> found, bool complete, const std::stri
   if (complete) {
     ttl_ = ttl;
     failed_lookups_ = 0;
-    Arm(static_cast<double>(interval().count()) / 1000.0);
+    ArmNextLookup();
   } else if (endpoints_.empty()) {
     // Nothing held: try again as a target's connect attempts do.
     const Millis wait = BackoffDelay(config_->backoff, failed_lookups_++, ctx_->Uniform01());
     Arm(static_cast<double>(wait.count()) / 1000.0);
   } else {
-    Arm(static_cast<double>(interval().count()) / 1000.0);
+    ArmNextLookup();
   }
 }
 
@@ -327,6 +343,7 @@ void EndpointSet::FillSnapshots(std::vector<TargetSnapshot>* out) const {
       t.last_failure_reason = Reason::kDnsError;
       t.last_failure_unix = last_failure_unix_;
     }
+    t.history = placeholder_history_;
     t.history_at = MonoNow();
     return;
   }

@@ -33,8 +33,9 @@ class EndpointSet {
   EndpointSet(const EndpointSet&) = delete;
   EndpointSet& operator=(const EndpointSet&) = delete;
 
-  // The first lookup, at once (inherited endpoints start at once and the
-  // first lookup waits one interval).
+  // The first lookup after U[0, startup_jitter) (inherited endpoints start at
+  // once and the first lookup waits one interval). Every later lookup waits
+  // the interval plus U[0, 10%) of it.
   void Start();
   // Our own close of every endpoint (reload, shutdown); see Target::Close.
   void Close(std::string_view why, bool log);
@@ -58,7 +59,8 @@ class EndpointSet {
   Millis interval() const { return ResolveInterval(config_->resolve_interval, ttl_); }
 
  private:
-  // An address of the last answer, with what its SRV record said.
+  // An address of the last answer, with what its SRV record said (null for
+  // a plain name: made only for a new endpoint).
   struct Found {
     ResolvedAddress address;
     std::shared_ptr<const EndpointInfo> info;
@@ -81,6 +83,8 @@ class EndpointSet {
   void Apply(std::vector<Found> found, bool complete, const std::string& error, int ttl);
   void Add(const Found& found);
   void Arm(double delay_seconds);
+  void ArmNextLookup();
+  static constexpr double kLookupJitter = 0.1;  // of the interval
   Event MakeEvent(std::string kind, LogLevel level) const;
 
   LoopContext* ctx_;
@@ -98,6 +102,9 @@ class EndpointSet {
   double last_change_unix_ = 0;
   bool has_failure_ = false;
   double last_failure_unix_ = 0;
+  // The placeholder's up/down history: down since the set was made (the
+  // status page's strip and availability of a name that gives no address).
+  UpHistory placeholder_history_;
 };
 
 }  // namespace connwatch
