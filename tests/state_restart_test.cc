@@ -254,8 +254,9 @@ TEST_F(StateRestartTest, CorruptTruncatedAndForeignFilesAreIgnored) {
   const size_t v = foreign.find("\"version\":1");
   ASSERT_NE(v, std::string::npos);
   foreign.replace(v, 11, "\"version\":99");
+  static const char kCorrupt[] = "\x7f" "ELF\x02\x01\x01\x00 not json at all";
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"corrupt", std::string("\x7f" "ELF\x02\x01\x01\x00 not json at all", 27)},
+      {"corrupt", std::string(kCorrupt, sizeof kCorrupt - 1)},
       {"truncated", good.substr(0, good.size() / 2)},
       {"foreign", foreign},
   };

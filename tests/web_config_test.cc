@@ -548,6 +548,8 @@ TEST(WebConfig, DaemonExitsOneOnABadWebConfig) {
   Subprocess d({CONNWATCHD_BINARY, "--storage.path=", "--config.file=" + config, "--web.listen-address=127.0.0.1:0",
                 "--web.config.file=" + web});
   EXPECT_EQ(d.Wait(milliseconds(5000)), 1) << d.Output();
+  // The exit can be seen before the reader thread has read the last lines.
+  d.WaitForLine("cannot start: the web config has errors", milliseconds(5000));
   EXPECT_NE(d.Output().find(web + ":2:3: tls_server_config: missing \\\"key_file\\\""),
             std::string::npos)
       << d.Output();
