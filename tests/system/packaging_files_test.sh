@@ -35,6 +35,15 @@ tmp=$(mktemp -d /tmp/connwatch-pkgfiles-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+# in_list WORD ITEM...: WORD is one of the items. (Not `printf | grep -q`:
+# under pipefail, grep -q exiting at the first match can kill printf with
+# SIGPIPE and fail the pipeline although the word was found.)
+in_list() {
+  local word=$1 item
+  shift
+  for item in "$@"; do [ "$item" = "$word" ] && return 0; done
+  return 1
+}
 
 # Renders a page as plain text; its warnings go to $tmp/warnings.
 render() {
@@ -67,7 +76,7 @@ for f in "${help_flags[@]}"; do
   grep -qF -- "$f" "$tmp/connwatchd.8.txt" || fail "connwatchd(8) does not document $f"
 done
 for f in "${man_flags[@]}"; do
-  printf '%s\n' "${help_flags[@]}" | grep -qxF -- "$f" ||
+  in_list "$f" "${help_flags[@]}" ||
     fail "connwatchd(8) documents $f, which connwatchd --help does not list"
 done
 # Defaults, as --help shows them: "--config.file TEXT=/etc/connwatch/connwatch.yaml".
@@ -85,11 +94,11 @@ mapfile -t synopsis_flags < <(grep -oE -- '--[a-z][a-z.-]*[a-z]' <<<"$synopsis" 
 mapfile -t table_flags < <(sed -nE 's/^\| `(--[a-z][a-z.-]*[a-z])` \|.*/\1/p' "$readme" | sort -u)
 for f in "${help_flags[@]}"; do
   [ "$f" = --help ] && continue
-  printf '%s\n' "${synopsis_flags[@]}" | grep -qxF -- "$f" || fail "README.md's synopsis lacks $f"
-  printf '%s\n' "${table_flags[@]}" | grep -qxF -- "$f" || fail "README.md's flag table lacks $f"
+  in_list "$f" "${synopsis_flags[@]}" || fail "README.md's synopsis lacks $f"
+  in_list "$f" "${table_flags[@]}" || fail "README.md's flag table lacks $f"
 done
 for f in "${synopsis_flags[@]}" "${table_flags[@]}"; do
-  printf '%s\n' "${help_flags[@]}" | grep -qxF -- "$f" ||
+  in_list "$f" "${help_flags[@]}" ||
     fail "README.md documents $f, which connwatchd --help does not list"
 done
 while read -r flag default; do
@@ -117,7 +126,7 @@ for f in "${ctl_flags[@]}"; do
   grep -qF -- "$f" <<<"$ctl_section" || fail "README.md's connwatchctl section lacks $f"
 done
 for f in "${ctl_man_flags[@]}"; do
-  printf '%s\n' "${ctl_flags[@]}" "${help_flags[@]}" | grep -qxF -- "$f" ||
+  in_list "$f" "${ctl_flags[@]}" "${help_flags[@]}" ||
     fail "connwatchctl(1) documents $f, which neither connwatchctl nor connwatchd --help lists"
 done
 while read -r flag default; do
