@@ -184,7 +184,7 @@ else
   echo "ok: systemctl reload fails on a broken file"
 fi
 [ "$(prop ActiveState)" = active ] || fail "the service is $(prop ActiveState) after a failed reload"
-journal_has_error() { in_ct journalctl -u connwatch.service --no-pager | grep -q 'unknown key "adress"'; }
+journal_has_error() { in_ct journalctl -u connwatch.service --no-pager | grep 'unknown key "adress"' >/dev/null; }
 wait_until 5 journal_has_error || fail "the journal does not show the config error"
 rm "$root/etc/connwatch/targets.d/broken.yaml"
 printf 'targets:\n  - name: third\n    address: 127.0.0.1:9798\n    startup_jitter: 0s\n' \
@@ -269,7 +269,7 @@ EOF2
   fi
   sed -i 's#tls.key$#missing.key#' "$etc/web.yaml"
   journal_names_missing_key() {
-    in_ct journalctl -u connwatch.service --no-pager | grep -q 'cannot read "/run/credentials/connwatch.service/missing.key"'
+    in_ct journalctl -u connwatch.service --no-pager | grep 'cannot read "/run/credentials/connwatch.service/missing.key"' >/dev/null
   }
   if in_ct systemctl reload connwatch.service >/dev/null 2>&1; then
     fail "systemctl reload succeeded with a broken --web.config.file"
@@ -314,7 +314,7 @@ else
     fail "no watchdog restart: $(in_ct journalctl -u connwatch --no-pager | tail -n 8)"
   fi
   # journald may not have written the line yet.
-  journal_has_timeout() { in_ct journalctl -u connwatch --no-pager | grep -q 'Watchdog timeout'; }
+  journal_has_timeout() { in_ct journalctl -u connwatch --no-pager | grep 'Watchdog timeout' >/dev/null; }
   wait_until 5 journal_has_timeout || fail "the journal does not show the watchdog timeout"
 fi
 
