@@ -206,11 +206,15 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
   };
   auto per_target = [&](MetricId id, auto has, auto value) { per_name(id, heads, has, value); };
   auto always = [](const TargetSnapshot&) { return true; };
-  auto by_reason = [&](MetricId id, std::array<uint64_t, kReasonCount> TargetSnapshot::*counts) {
+  // One series per target and reason counted; `counts` gives a target's
+  // counts by Reason index, or null when it has none.
+  auto by_reason = [&](MetricId id, auto counts) {
     const MetricDef& def = Metric(id);
     AppendHeader(def, out);
     for (size_t i = 0; i < targets.size(); ++i) {
-      const auto& c = targets[i].*counts;
+      const std::array<uint64_t, kReasonCount>* of = counts(targets[i]);
+      if (of == nullptr) continue;
+      const auto& c = *of;
       for (size_t r = 0; r < kReasonCount; ++r) {
         if (c[r] == 0) continue;
         out->append(def.name).push_back('{');
@@ -256,9 +260,16 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
   }
   per_target(MetricId::kTargetConnects, always,
              [](const TargetSnapshot& t) { return static_cast<double>(t.connects); });
-  if (any_failure) by_reason(MetricId::kTargetConnectFailures, &TargetSnapshot::connect_failures);
-  if (any_disconnect) by_reason(MetricId::kTargetDisconnects, &TargetSnapshot::disconnects);
-  if (any_icmp) by_reason(MetricId::kTargetIcmpErrors, &TargetSnapshot::icmp_errors);
+  if (any_failure) {
+    by_reason(MetricId::kTargetConnectFailures,
+              [](const TargetSnapshot& t) { return &t.connect_failures; });
+  }
+  if (any_disconnect) {
+    by_reason(MetricId::kTargetDisconnects, [](const TargetSnapshot& t) { return &t.disconnects; });
+  }
+  if (any_icmp) {
+    by_reason(MetricId::kTargetIcmpErrors, [](const TargetSnapshot& t) { return &t.icmp_errors; });
+  }
   per_target(MetricId::kTargetLastChange, always,
              [](const TargetSnapshot& t) { return t.last_change_unix; });
   if (any_rtt) {
@@ -320,21 +331,9 @@ void WriteTargetFamilies(const Snapshot& snapshot, const TextWriter& write) {
                [](const TargetSnapshot& t) { return t.canary->up ? 1.0 : 0.0; });
   }
   if (any_canary_failure) {
-    const MetricDef& def = Metric(MetricId::kTargetCanaryFailures);
-    AppendHeader(def, out);
-    for (size_t i = 0; i < targets.size(); ++i) {
-      if (!targets[i].canary) continue;
-      const auto& c = targets[i].canary->failures;
-      for (size_t r = 0; r < kReasonCount; ++r) {
-        if (c[r] == 0) continue;
-        out->append(def.name).push_back('{');
-        out->append(heads[i]).append(",reason=\"");
-        out->append(ReasonName(static_cast<Reason>(r))).append("\"} ");
-        AppendPrometheusDouble(static_cast<double>(c[r]), out);
-        out->push_back('\n');
-      }
-      flush_if_full();
-    }
+    by_reason(MetricId::kTargetCanaryFailures, [](const TargetSnapshot& t) {
+      return t.canary ? &t.canary->failures : nullptr;
+    });
   }
   if (any_canary_duration) {
     per_target(MetricId::kTargetCanaryConnectDuration,
