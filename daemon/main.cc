@@ -45,6 +45,20 @@ int main(int argc, char** argv) {
   // NOTE: writing to a closed connection raises SIGPIPE; every send uses
   // MSG_NOSIGNAL, and this covers libraries that write on their own.
   signal(SIGPIPE, SIG_IGN);
+  // NOTE: until the loop installs its signal watchers, SIGHUP, SIGTERM and
+  // SIGINT keep their default action, which terminates: a reload sent while
+  // a big configuration loads killed the daemon with status 129. Blocked here,
+  // before any thread exists, they stay pending until
+  // Monitor::InstallSignalHandlers unblocks them on the loop thread, and every
+  // thread started in between inherits the mask, so none of them can take one
+  // with the default action (under TSan the runtime's own thread start blocks
+  // every signal for a moment, which made the gap visible).
+  sigset_t handled_later;
+  sigemptyset(&handled_later);
+  sigaddset(&handled_later, SIGHUP);
+  sigaddset(&handled_later, SIGTERM);
+  sigaddset(&handled_later, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &handled_later, nullptr);
   // NOTE: a scrape of tens of thousands of targets allocates and frees
   // megabytes (the snapshot, the body). With a fixed mmap threshold glibc maps
   // and unmaps those blocks instead of raising the threshold and keeping them

@@ -772,14 +772,20 @@ TEST(BadInput, SighupStormEndsOnTheLastConfig) {
 // SIGHUP kept its default action (terminate) until the loop installed its
 // watcher, after the config load and the HTTP start: a reload sent during
 // start-up killed the daemon with status 129 (known gap 3, fixed by installing
-// the watchers before Monitor::Start). The SIGHUP goes out as soon as /proc
-// shows it handled, while 50,000 targets are still loading, so the test does
-// not depend on how fast the binary starts (sanitizers slow it a lot). The
-// few milliseconds before the watchers exist are a documented residue.
+// the watchers before Monitor::Start). It was still fatal between exec and
+// the watchers: under TSan, whose thread start blocks every signal for a
+// moment, /proc showed SIGHUP blocked, the SIGHUP went out, and the default
+// action ran once the mask came back (seen in CI). main() now blocks it before
+// anything else. The SIGHUP goes out once the first log line (printed after
+// that block) is out and /proc shows it blocked or handled, while 50,000
+// targets are still loading, so the test does not depend on how fast the
+// binary starts (sanitizers slow it a lot).
 TEST(BadInput, SighupDuringStartupDoesNotKill) {
   TempDir dir;
   const std::string path = dir.Write("big.yaml", ManyTargets(50000));
   Daemon d(path);
+  ASSERT_FALSE(d.process().WaitForLine("starting connwatchd", kLong).empty())
+      << d.process().Output().substr(0, 4000);
   ASSERT_TRUE(d.WaitSighupHandled(kLong)) << d.process().Output().substr(0, 4000);
   const bool during_start = d.process().Output().find("msg=listening") == std::string::npos;
   d.process().Signal(SIGHUP);

@@ -269,6 +269,15 @@ void Monitor::InstallSignalHandlers() {
   ev_signal_start(loop_, &sighup_);
   ev_signal_start(loop_, &sigterm_);
   ev_signal_start(loop_, &sigint_);
+  // main() blocks these three before it starts any thread; from here on the
+  // watchers take them. Threads started before keep them blocked; libev's
+  // handler only records the signal, which is safe on whichever thread runs it.
+  sigset_t handled;
+  sigemptyset(&handled);
+  sigaddset(&handled, SIGHUP);
+  sigaddset(&handled, SIGTERM);
+  sigaddset(&handled, SIGINT);
+  pthread_sigmask(SIG_UNBLOCK, &handled, nullptr);
   signals_installed_ = true;
 }
 
